@@ -1,0 +1,172 @@
+"""The in-memory state of one local org: users, client apps, tokens, counters, fault switches.
+
+Every module of devorg reads and writes the org only through an `OrgState`; it is shared by the
+server's threads, so each mutable part guards itself with a lock.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from .config import ClientApp, OrgConfig
+
+
+@dataclass
+class TokenRecord:
+    """One issued access token and, when the scope allows, its refresh token."""
+
+    access_token: str
+    refresh_token: str | None
+    client_id: str
+    user_id: str
+    scope: str
+    issued_at_ms: int
+    expires_at: float  # epoch seconds; the access token dies then
+    family: str  # all tokens descended from one authorization share a family
+    revoked: bool = False
+
+
+class Counters:
+    """Thread-safe call counters, read by tests through the admin route."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def incr(self, name: str, by: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += by
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+@dataclass
+class FaultSwitches:
+    """Ways the admin can make the org misbehave, for tests and demos."""
+
+    token_endpoint: str | None = None  # None, "503", "slow", "nonjson"
+    token_delay_s: float = 5.0
+    soap_endpoint: str | None = None  # None, "502", "empty"
+    identity_endpoint: str | None = None  # None, "403", "500"
+
+
+class TokenStore:
+    """Issues, finds, rotates and revokes tokens. Salesforce's tokens are opaque: so are ours."""
+
+    def __init__(self, org_id: str, lifetime_s: int) -> None:
+        self._org_id = org_id
+        self.lifetime_s = lifetime_s
+        self._lock = threading.RLock()
+        self._by_access: dict[str, TokenRecord] = {}
+        self._by_refresh: dict[str, TokenRecord] = {}
+        self._rotated_out: dict[str, str] = {}  # old refresh token -> family
+        self._dead_families: set[str] = set()
+
+    def _new_access_token(self) -> str:
+        # Salesforce's look: "<15-char org id>!<opaque>", about 110 characters in all.
+        return f"{self._org_id[:15]}!{secrets.token_urlsafe(72)}"
+
+    def issue(self, client_id: str, user_id: str, scope: str, with_refresh: bool,
+              family: str | None = None, refresh_token: str | None = None) -> TokenRecord:
+        """Issue a new access token; keep `refresh_token` if given (no rotation), else mint one."""
+        with self._lock:
+            if with_refresh and refresh_token is None:
+                refresh_token = f"5Aep861{secrets.token_urlsafe(60)}"
+            record = TokenRecord(
+                access_token=self._new_access_token(),
+                refresh_token=refresh_token if with_refresh else None,
+                client_id=client_id, user_id=user_id, scope=scope,
+                issued_at_ms=int(time.time() * 1000),
+                expires_at=time.time() + self.lifetime_s,
+                family=family or secrets.token_hex(8),
+            )
+            self._by_access[record.access_token] = record
+            if record.refresh_token:
+                self._by_refresh[record.refresh_token] = record
+            return record
+
+    def lookup_access(self, access_token: str | None) -> TokenRecord | None:
+        """The live record of an access token, or None when unknown, expired or revoked."""
+        if not access_token:
+            return None
+        with self._lock:
+            record = self._by_access.get(access_token)
+            if (record is None or record.revoked or record.family in self._dead_families
+                    or time.time() >= record.expires_at):
+                return None
+            return record
+
+    def lookup_refresh(self, refresh_token: str | None) -> TokenRecord | None:
+        """The newest live record of a refresh token, or None."""
+        if not refresh_token:
+            return None
+        with self._lock:
+            record = self._by_refresh.get(refresh_token)
+            if record is None or record.revoked or record.family in self._dead_families:
+                return None
+            return record
+
+    def was_rotated_out(self, refresh_token: str) -> str | None:
+        """The family of a refresh token that rotation already replaced, else None."""
+        with self._lock:
+            return self._rotated_out.get(refresh_token)
+
+    def rotate_out(self, refresh_token: str) -> None:
+        with self._lock:
+            record = self._by_refresh.pop(refresh_token, None)
+            if record is not None:
+                self._rotated_out[refresh_token] = record.family
+
+    def revoke_family(self, family: str) -> None:
+        with self._lock:
+            self._dead_families.add(family)
+
+    def revoke(self, token: str) -> bool:
+        """Revoke an access token, or a refresh token and every access token of its family."""
+        with self._lock:
+            if token in self._by_refresh:
+                self.revoke_family(self._by_refresh[token].family)
+                return True
+            record = self._by_access.get(token)
+            if record is not None:
+                record.revoked = True
+                return True
+            return False
+
+    def expire_all(self) -> None:
+        """Every access token dies now; refresh tokens stay valid (a session timeout)."""
+        with self._lock:
+            for record in self._by_access.values():
+                record.expires_at = 0.0
+
+
+class OrgState:
+    """One org: its configuration, data, tokens, counters and fault switches."""
+
+    def __init__(self, config: OrgConfig) -> None:
+        from .data import OrgData  # the seeded records (Accounts, Contacts, Users ...)
+
+        self.config = config
+        self.org_id = config.org_id
+        self.clients: dict[str, ClientApp] = {c.client_id: c for c in config.clients}
+        self.data = OrgData.seed(config)
+        self.tokens = TokenStore(config.org_id, config.access_token_lifetime)
+        self.counters = Counters()
+        self.faults = FaultSwitches()
+        self.rotation = config.refresh_token_rotation
+
+    def register_client(self, client: ClientApp) -> None:
+        self.clients[client.client_id] = client
+
+    @property
+    def latest_version(self) -> str:
+        return self.config.api_versions[-1]
