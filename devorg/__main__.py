@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from werkzeug.serving import make_server
+
 from . import ClientApp, OrgConfig, create_app
 
 DEMO_CLIENT = ClientApp(
@@ -29,7 +31,9 @@ def main() -> None:
                        refresh_token_rotation=args.rotation, admin_enabled=args.admin,
                        clients=[DEMO_CLIENT])
     app = create_app(config)
-    base = f"http://{args.host}:{args.port}"
+    # Bind first, so the printed URL has the real port even with --port 0.
+    server = make_server(args.host, args.port, app, threaded=True)
+    base = f"http://{args.host}:{server.server_port}"
     print(f"Local Salesforce org listening on {base}")
     print(f"  login URL:  {base}   (authorize at {base}/services/oauth2/authorize)")
     print("  users:")
@@ -39,7 +43,13 @@ def main() -> None:
     print(f"    client id:     {DEMO_CLIENT.client_id}")
     print(f"    client secret: {DEMO_CLIENT.client_secret}")
     print(f"    redirect URIs: {', '.join(DEMO_CLIENT.redirect_uris)}")
-    app.run(host=args.host, port=args.port, threaded=True)
+    print(f"    client_credentials runs as: {DEMO_CLIENT.integration_username}")
+    if args.admin:
+        print(f"  admin controls: {base}/__admin/counters (and settings, faults, clients)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

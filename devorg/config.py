@@ -56,6 +56,8 @@ class OrgConfig:
     account_count: int = 40
     seed: int = 20261122
     access_token_lifetime: int = 7200
+    # Salesforce's authorization codes live 15 minutes; tests shorten this.
+    authorization_code_lifetime: int = 900
     refresh_token_rotation: bool = False
     # The /__admin routes for tests and demos exist only when this is on.
     admin_enabled: bool = False

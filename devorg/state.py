@@ -26,7 +26,8 @@ class TokenRecord:
     issued_at_ms: int
     expires_at: float  # epoch seconds; the access token dies then
     family: str  # all tokens descended from one authorization share a family
-    revoked: bool = False
+    revoked: bool = False  # the access token and its refresh token
+    access_revoked: bool = False  # the access token alone (its refresh token lives on)
 
 
 class Counters:
@@ -37,14 +38,17 @@ class Counters:
         self._counts: Counter[str] = Counter()
 
     def incr(self, name: str, by: int = 1) -> None:
+        """Count one call of `name`."""
         with self._lock:
             self._counts[name] += by
 
     def snapshot(self) -> dict[str, int]:
+        """A copy of every counter."""
         with self._lock:
             return dict(self._counts)
 
     def reset(self) -> None:
+        """Set every counter back to zero."""
         with self._lock:
             self._counts.clear()
 
@@ -100,8 +104,8 @@ class TokenStore:
             return None
         with self._lock:
             record = self._by_access.get(access_token)
-            if (record is None or record.revoked or record.family in self._dead_families
-                    or time.time() >= record.expires_at):
+            if (record is None or record.revoked or record.access_revoked
+                    or record.family in self._dead_families or time.time() >= record.expires_at):
                 return None
             return record
 
@@ -121,12 +125,14 @@ class TokenStore:
             return self._rotated_out.get(refresh_token)
 
     def rotate_out(self, refresh_token: str) -> None:
+        """Retire a refresh token that rotation replaced; its reuse is then detectable."""
         with self._lock:
             record = self._by_refresh.pop(refresh_token, None)
             if record is not None:
                 self._rotated_out[refresh_token] = record.family
 
     def revoke_family(self, family: str) -> None:
+        """Kill every access and refresh token descended from one authorization."""
         with self._lock:
             self._dead_families.add(family)
 
@@ -138,7 +144,8 @@ class TokenStore:
                 return True
             record = self._by_access.get(token)
             if record is not None:
-                record.revoked = True
+                # Salesforce: revoking an access token leaves the refresh token usable.
+                record.access_revoked = True
                 return True
             return False
 
@@ -147,6 +154,58 @@ class TokenStore:
         with self._lock:
             for record in self._by_access.values():
                 record.expires_at = 0.0
+
+
+@dataclass
+class AuthorizationCode:
+    """One authorization code from the consent page, bound to its client, user and redirect URI."""
+
+    code: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    scope: str
+    code_challenge: str | None
+    code_challenge_method: str | None
+    expires_at: float  # epoch seconds
+
+    def get_redirect_uri(self) -> str:
+        """The redirect URI of the authorization request (Authlib's AuthorizationCodeMixin)."""
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        """The granted scope (Authlib's AuthorizationCodeMixin)."""
+        return self.scope
+
+
+class CodeStore:
+    """Authorization codes: single use, short-lived. Used and expired codes are remembered so the
+    token endpoint can tell "expired authorization code" from "invalid authorization code"."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, AuthorizationCode] = {}
+        self._spent: set[str] = set()
+
+    def save(self, code: AuthorizationCode) -> None:
+        """Keep a freshly issued code."""
+        with self._lock:
+            self._live[code.code] = code
+
+    def take(self, code: str, client_id: str) -> tuple[AuthorizationCode | None, str]:
+        """Consume a code: (the code, "ok") or (None, "expired" | "invalid")."""
+        with self._lock:
+            if code in self._spent:
+                return None, "expired"
+            record = self._live.get(code)
+            if record is None or record.client_id != client_id:
+                return None, "invalid"
+            # Taken at validation, so two racing exchanges of one code cannot both win.
+            del self._live[code]
+            self._spent.add(code)
+            if time.time() >= record.expires_at:
+                return None, "expired"
+            return record, "ok"
 
 
 class OrgState:
@@ -163,10 +222,16 @@ class OrgState:
         self.counters = Counters()
         self.faults = FaultSwitches()
         self.rotation = config.refresh_token_rotation
+        self.codes = CodeStore()
+        self.code_lifetime_s = config.authorization_code_lifetime
+        # (user_id, client_id) pairs a user has allowed: Salesforce skips consent for them.
+        self.approvals: set[tuple[str, str]] = set()
 
     def register_client(self, client: ClientApp) -> None:
+        """Add or replace a client app."""
         self.clients[client.client_id] = client
 
     @property
     def latest_version(self) -> str:
+        """The newest API version the org serves, e.g. "66.0"."""
         return self.config.api_versions[-1]
