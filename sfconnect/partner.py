@@ -1,0 +1,304 @@
+"""The SOAP partner API client: one zeep client per process, records read straight from the XML.
+
+zeep owns the contract: it builds every envelope from the WSDL (ours, or Salesforce's full partner
+WSDL), adds the SessionHeader of the caller to that one call, and turns SOAP faults into
+`zeep.exceptions.Fault` through the binding's own fault processing. The replies are not run through
+zeep's object layer: records are `xsd:any`, and zeep spends about 8x longer turning a 2,000-record
+batch into objects than lxml spends parsing it. So each call is made with `raw_response=True`
+(a thread-local zeep setting) and the body is read with lxml; a `QueryBatch` hands the `records`
+elements to `sfconnect.records`, which turns them into rows.
+
+Thread safety: the zeep Client, its Transport and requests.Session are shared by all threads and
+hold no per-user state; the session id travels only in the `_soapheaders` of each call.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+
+import requests
+import zeep
+from lxml import etree
+from zeep.exceptions import Fault
+from zeep.transports import Transport
+
+from .errors import InvalidSession, SalesforceFault, UpstreamError
+
+TNS = "urn:partner.soap.sforce.com"
+ENS = "urn:sobject.partner.soap.sforce.com"
+FNS = "urn:fault.partner.soap.sforce.com"
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+_BODY = f"{{{SOAP_ENV}}}Body"
+_FAULT = f"{{{SOAP_ENV}}}Fault"
+_RESULT = f"{{{TNS}}}result"
+_DONE = f"{{{TNS}}}done"
+_LOCATOR = f"{{{TNS}}}queryLocator"
+_RECORDS = f"{{{TNS}}}records"
+_SIZE = f"{{{TNS}}}size"
+
+_PARSERS = threading.local()  # lxml parsers must not be shared between threads
+_VERSION_IN_ADDRESS = re.compile(r"/Soap/[uc]/(\d+\.\d+)")
+_SESSION_ID_TEXT = re.compile(r"(<(?:[\w.-]+:)?sessionId>)[^<]*(</)")
+_SERVICE = "partner"
+
+
+@dataclass
+class QueryBatch:
+    """One batch of a query: the `records` elements, the query's total `size`, and where next."""
+
+    records: list
+    size: int
+    done: bool
+    query_locator: str | None
+
+
+class _MaskSessionId(logging.Filter):
+    """Masks `<sessionId>` in zeep's DEBUG dumps of envelopes (the SessionHeader would leak)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "sessionId>" in message:
+            record.msg = _SESSION_ID_TEXT.sub(r"\1***\2", message)
+            record.args = ()
+        return True
+
+
+def install_log_mask() -> None:
+    """Put the session-id mask on zeep's transport logger, once per process."""
+    logger = logging.getLogger("zeep.transports")
+    if not any(isinstance(f, _MaskSessionId) for f in logger.filters):
+        logger.addFilter(_MaskSessionId())
+
+
+def _parser() -> etree.XMLParser:
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        # Entities and network access off: the reply is data, never instructions to our parser.
+        parser = _PARSERS.parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    return parser
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _text(element: etree._Element | None) -> str | None:
+    if element is None or element.get(XSI_NIL) in ("true", "1"):
+        return None
+    return element.text or ""
+
+
+# Properties of describe and getUserInfo replies that are lists even when they hold one item.
+_LIST_PROPERTIES = frozenset({
+    "sobjects", "fields", "childRelationships", "picklistValues", "referenceTo",
+    "recordTypeInfos", "supportedScopes", "namedLayoutInfos", "actionOverrides",
+    "junctionIdListNames", "junctionReferenceTo", "urls", "limitInfo",
+})
+
+
+def plain(element: etree._Element) -> object:
+    """A describe/getUserInfo reply as plain Python: dicts, lists and strings (nil is None)."""
+    if len(element) == 0:
+        return _text(element)
+    out: dict[str, object] = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue  # comments
+        name = _local(child.tag)
+        value = plain(child)
+        if name in _LIST_PROPERTIES:
+            out.setdefault(name, []).append(value)  # type: ignore[union-attr]
+        elif name in out:
+            existing = out[name]
+            out[name] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            out[name] = value
+    return out
+
+
+class PartnerClient:
+    """The partner API for all users of this process: built once from a WSDL, thread-safe."""
+
+    def __init__(self, wsdl: str, session: requests.Session, timeout: float = 30) -> None:
+        """Load `wsdl` (a path or URL) with zeep; every call goes out through `session`."""
+        transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
+        self._client = zeep.Client(wsdl, transport=transport)
+        port = next(port for service in self._client.wsdl.services.values()
+                    for port in service.ports.values())
+        self._binding_name = port.binding.name
+        address = port.binding_options.get("address") or ""
+        match = _VERSION_IN_ADDRESS.search(address)
+        if match is None:
+            raise ValueError(f"the partner WSDL's soap:address names no API version: {address!r}")
+        self.api_version: str = match.group(1)
+        self._session_header = self._client.get_element(f"{{{TNS}}}SessionHeader")
+        self._query_options = self._client.get_element(f"{{{TNS}}}QueryOptions")
+        self._services: dict[str, object] = {}
+        self._services_lock = threading.Lock()
+        install_log_mask()
+
+    def endpoint(self, partner_url_template: str) -> str:
+        """The identity service's partner URL with `{version}` set to the WSDL's version."""
+        return partner_url_template.replace("{version}", self.api_version)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def query(self, endpoint: str, session_id: str, soql: str, *, batch_size: int | None = None,
+              include_deleted: bool = False) -> QueryBatch:
+        """The first batch of `soql` (queryAll when `include_deleted`)."""
+        operation = "queryAll" if include_deleted else "query"
+        body = self._call(endpoint, session_id, operation, soql, batch_size=batch_size)
+        return _query_batch(body)
+
+    def query_more(self, endpoint: str, session_id: str, query_locator: str, *,
+                   batch_size: int | None = None) -> QueryBatch:
+        """The batch after `query_locator`."""
+        body = self._call(endpoint, session_id, "queryMore", query_locator, batch_size=batch_size)
+        return _query_batch(body)
+
+    def get_user_info(self, endpoint: str, session_id: str) -> dict:
+        """getUserInfo as a dict (userId, userName, organizationId, ...)."""
+        return plain(self._result(self._call(endpoint, session_id, "getUserInfo")))  # type: ignore[return-value]
+
+    def describe_global(self, endpoint: str, session_id: str) -> dict:
+        """describeGlobal as a dict; `sobjects` is a list of dicts (name, label, queryable ...)."""
+        return plain(self._result(self._call(endpoint, session_id, "describeGlobal")))  # type: ignore[return-value]
+
+    def describe_sobject(self, endpoint: str, session_id: str, sobject_type: str) -> dict:
+        """describeSObject as a dict; `fields` and `childRelationships` are lists of dicts."""
+        result = self._result(self._call(endpoint, session_id, "describeSObject", sobject_type))
+        return plain(result)  # type: ignore[return-value]
+
+    def server_timestamp(self, endpoint: str, session_id: str) -> str:
+        """getServerTimestamp: the server's clock as an ISO 8601 string."""
+        result = self._result(self._call(endpoint, session_id, "getServerTimestamp"))
+        return _text(result.find(f"{{{TNS}}}timestamp")) or ""
+
+    # -- the call path ------------------------------------------------------------------------
+
+    def _service(self, endpoint: str):  # noqa: ANN202 - a zeep ServiceProxy
+        # A ServiceProxy per endpoint (a handful per process: one per instance URL and version).
+        service = self._services.get(endpoint)
+        if service is None:
+            with self._services_lock:
+                service = self._services.get(endpoint)
+                if service is None:
+                    service = self._client.create_service(self._binding_name, endpoint)
+                    if len(self._services) > 256:
+                        self._services.clear()
+                    self._services[endpoint] = service
+        return service
+
+    def _call(self, endpoint: str, session_id: str, operation: str, *args: object,
+              batch_size: int | None = None) -> etree._Element:
+        """Send one operation with this caller's headers; return the reply's body element."""
+        headers = [self._session_header(sessionId=session_id)]
+        if batch_size:
+            headers.append(self._query_options(batchSize=int(batch_size)))
+        service = self._service(endpoint)
+        try:
+            # raw_response lives in zeep's thread-local settings: other threads are unaffected.
+            with self._client.settings(raw_response=True):
+                response = service[operation](*args, _soapheaders=headers)
+        except requests.Timeout as exc:
+            raise UpstreamError(_SERVICE, f"no reply within the timeout ({type(exc).__name__})") \
+                from exc
+        except requests.RequestException as exc:
+            raise UpstreamError(_SERVICE, f"could not reach the partner API: "
+                                          f"{type(exc).__name__}") from exc
+        return self._body(response, operation)
+
+    def _body(self, response: requests.Response, operation: str) -> etree._Element:
+        status = response.status_code
+        content = response.content
+        if not content or not content.strip():
+            raise UpstreamError(_SERVICE, f"empty reply (HTTP {status})")
+        try:
+            doc = etree.fromstring(content, _parser())
+        except etree.XMLSyntaxError as exc:
+            raise UpstreamError(_SERVICE, f"reply is not XML (HTTP {status})") from exc
+        body = doc.find(_BODY) if doc.tag == f"{{{SOAP_ENV}}}Envelope" else None
+        if body is None:
+            raise UpstreamError(_SERVICE, f"reply is not a SOAP envelope (HTTP {status})")
+        if status != 200 or body.find(_FAULT) is not None:
+            if body.find(_FAULT) is None:
+                raise UpstreamError(_SERVICE, f"HTTP {status} without a SOAP fault")
+            raise self._fault(doc, operation)
+        if len(body) == 0:
+            raise UpstreamError(_SERVICE, "SOAP reply with an empty body")
+        return body[0]
+
+    def _fault(self, doc: etree._Element, operation: str) -> SalesforceFault:
+        """The fault of `doc` as our exception, read through zeep's fault processing."""
+        binding = self._client.wsdl.bindings[self._binding_name]
+        try:
+            binding.process_error(doc, binding.get(operation))
+        except Fault as fault:
+            return fault_to_error(fault)
+        return SalesforceFault("UNKNOWN_EXCEPTION", "unreadable SOAP fault")  # pragma: no cover
+
+    @staticmethod
+    def _result(body: etree._Element) -> etree._Element:
+        result = body.find(_RESULT)
+        if result is None:
+            raise UpstreamError(_SERVICE, f"no result in {_local(body.tag)}")
+        return result
+
+
+def fault_to_error(fault: Fault) -> SalesforceFault:
+    """A zeep Fault from the partner API as SalesforceFault (or InvalidSession), row/column kept."""
+    code = (fault.code or "").rpartition(":")[2] or "UNKNOWN_EXCEPTION"
+    message = fault.message or ""
+    row = column = None
+    detail = fault.detail
+    if detail is not None and len(detail):
+        typed = detail[0]
+        for child in typed:
+            if not isinstance(child.tag, str):
+                continue
+            name = _local(child.tag)
+            if name == "exceptionCode" and child.text:
+                code = child.text.strip()
+            elif name == "exceptionMessage" and child.text is not None:
+                message = child.text
+            elif name in ("row", "column"):
+                number = _int_or_none(child.text)
+                if name == "row":
+                    row = number
+                else:
+                    column = number
+    if code == "INVALID_SESSION_ID":
+        return InvalidSession(code, message, row, column)
+    return SalesforceFault(code, message, row, column)
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return None
+
+
+def _query_batch(body: etree._Element) -> QueryBatch:
+    result = body.find(_RESULT)
+    if result is None:
+        raise UpstreamError(_SERVICE, f"no result in {_local(body.tag)}")
+    records: list = []
+    done = True
+    size = 0
+    locator = None
+    for child in result:
+        tag = child.tag
+        if tag == _RECORDS:
+            records.append(child)
+        elif tag == _DONE:
+            done = (child.text or "").strip() == "true"
+        elif tag == _SIZE:
+            size = int((child.text or "0").strip() or 0)
+        elif tag == _LOCATOR:
+            locator = _text(child) or None
+    return QueryBatch(records=records, size=size, done=done, query_locator=locator)

@@ -1,0 +1,155 @@
+"""PartnerClient against the local org over real HTTP, with our WSDL and Salesforce's v66.0 WSDL."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from sfconnect.errors import InvalidSession, SalesforceFault, UpstreamError
+from sfconnect.http import outbound_session
+from sfconnect.partner import PartnerClient
+
+REPO = Path(__file__).resolve().parents[2]
+OWN_WSDL = str(REPO / "sfconnect" / "wsdl" / "partner.wsdl")
+REAL_WSDL = str(REPO.parent / "shared" / "fixtures" / "salesforce" / "partner-v66.0.wsdl")
+
+
+@pytest.fixture(scope="module", params=[OWN_WSDL, REAL_WSDL], ids=["own-wsdl", "v66-wsdl"])
+def client(request) -> PartnerClient:
+    return PartnerClient(request.param, outbound_session("partner"), timeout=30)
+
+
+def session_for(org, username: str = "admin@devorg.local") -> str:
+    user_id = org.state.data.user_by_username(username)["Id"]
+    return org.state.tokens.issue(client_id="x", user_id=user_id, scope="api",
+                                  with_refresh=False).access_token
+
+
+def endpoint_of(org, client: PartnerClient) -> str:
+    return client.endpoint(f"{org.url}/services/Soap/u/{{version}}/{org.state.org_id[:15]}")
+
+
+def test_version_comes_from_the_wsdl(client):
+    assert client.api_version == "66.0"
+    assert client.endpoint("https://x/services/Soap/u/{version}/00D").endswith("/u/66.0/00D")
+
+
+def test_query_and_query_more_read_every_record(local_org, client):
+    session_id, endpoint = session_for(local_org), endpoint_of(local_org, client)
+    total = client.query(endpoint, session_id, "SELECT COUNT() FROM Contact").size
+    batch = client.query(endpoint, session_id, "SELECT Id, LastName FROM Contact", batch_size=200)
+    seen = list(batch.records)
+    assert len(seen) == 200 and not batch.done and batch.query_locator
+    while not batch.done:
+        batch = client.query_more(endpoint, session_id, batch.query_locator, batch_size=200)
+        seen.extend(batch.records)
+    assert len(seen) == total
+    assert batch.query_locator is None
+    assert len({r[1].text for r in seen}) == total  # every record once
+
+
+def test_size_is_the_query_total_not_the_batch(local_org, client):
+    # Salesforce's QueryResult.size is the number of rows of the whole query (progress bars use it).
+    session_id, endpoint = session_for(local_org), endpoint_of(local_org, client)
+    total = client.query(endpoint, session_id, "SELECT COUNT() FROM Contact").size
+    batch = client.query(endpoint, session_id, "SELECT Id FROM Contact", batch_size=200)
+    assert batch.size == total > 200
+
+
+def test_query_all_sees_deleted_records(local_org, client):
+    session_id, endpoint = session_for(local_org), endpoint_of(local_org, client)
+    live = client.query(endpoint, session_id, "SELECT COUNT() FROM Contact").size
+    every = client.query(endpoint, session_id, "SELECT COUNT() FROM Contact",
+                         include_deleted=True).size
+    assert every > live
+
+
+def test_faults_carry_code_message_row_and_column(local_org, client):
+    session_id, endpoint = session_for(local_org), endpoint_of(local_org, client)
+    with pytest.raises(SalesforceFault) as caught:
+        client.query(endpoint, session_id, "SELECT Asdf FROM Contact")
+    assert caught.value.code == "INVALID_FIELD"
+    assert (caught.value.row, caught.value.column) == (1, 8)
+    assert "No such column 'Asdf'" in caught.value.message
+    with pytest.raises(SalesforceFault) as caught:
+        client.query(endpoint, session_id, "SELECT FROM Contact")
+    assert caught.value.code == "MALFORMED_QUERY"
+    with pytest.raises(SalesforceFault) as caught:
+        client.query_more(endpoint, session_id, "01gD0000000XXXXIAW-500")
+    assert caught.value.code == "INVALID_QUERY_LOCATOR"
+
+
+def test_invalid_session_id_is_invalid_session(local_org, client):
+    with pytest.raises(InvalidSession) as caught:
+        client.query(endpoint_of(local_org, client), "00Dbogus!nope", "SELECT Id FROM Contact")
+    assert caught.value.code == "INVALID_SESSION_ID"
+
+
+@pytest.mark.parametrize("fault", ["502", "empty"])
+def test_unreadable_replies_are_upstream_errors(fresh_org, fault):
+    client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=10)
+    fresh_org.state.faults.soap_endpoint = fault
+    with pytest.raises(UpstreamError):
+        client.query(endpoint_of(fresh_org, client), session_for(fresh_org), "SELECT Id FROM User")
+
+
+def test_silent_server_times_out_as_upstream_error():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts the connection in the backlog, never answers
+    try:
+        client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=0.5)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/services/Soap/u/66.0/00D"
+        with pytest.raises(UpstreamError) as caught:
+            client.query(url, "00Dx!y", "SELECT Id FROM User")
+        assert "timeout" in caught.value.detail
+    finally:
+        listener.close()
+
+
+def test_threads_never_share_a_session(local_org):
+    """8 threads, half with live sessions and half with revoked ones, on one client at once.
+
+    A header leaking between threads would give a live thread INVALID_SESSION_ID or a revoked
+    thread records: the org's own session check is the witness.
+    """
+    client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=30)
+    endpoint = endpoint_of(local_org, client)
+    sessions = [session_for(local_org, u) for u in ("admin@devorg.local",
+                                                    "zoë.müller@devorg.local") * 4]
+    for revoked in sessions[4:]:
+        local_org.state.tokens.revoke(revoked)
+    outcomes: dict[int, list[str]] = {i: [] for i in range(8)}
+    barrier = threading.Barrier(8)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        for _ in range(15):
+            try:
+                client.query(endpoint, sessions[i], "SELECT Id FROM User LIMIT 1")
+                outcomes[i].append("ok")
+            except InvalidSession:
+                outcomes[i].append("invalid")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for i in range(8):
+        assert outcomes[i] == (["ok"] if i < 4 else ["invalid"]) * 15, i
+
+
+def test_session_id_never_reaches_the_debug_log(local_org, client, caplog):
+    session_id = session_for(local_org)
+    with caplog.at_level(logging.DEBUG):
+        client.query(endpoint_of(local_org, client), session_id, "SELECT Id FROM User")
+        with pytest.raises(InvalidSession):
+            client.query(endpoint_of(local_org, client), session_id + "x", "SELECT Id FROM User")
+    assert "HTTP Post to" in caplog.text  # zeep did log the envelope...
+    assert "sessionId>***<" in caplog.text
+    assert session_id not in caplog.text  # ...without the session id
+    assert session_id[16:40] not in caplog.text
