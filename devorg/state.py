@@ -208,10 +208,32 @@ class CodeStore:
             return record, "ok"
 
 
+class RequestLimitExceeded(Exception):
+    """The org's daily API request allowance is used up (REQUEST_LIMIT_EXCEEDED)."""
+
+
+class ApiUsage:
+    """The org's API REQUESTS counter behind LimitInfoHeader and REQUEST_LIMIT_EXCEEDED."""
+
+    def __init__(self, limit: int = 5_000_000) -> None:
+        self.limit = limit  # tests lower it to see the fault
+        self.current = 0
+        self._lock = threading.Lock()
+
+    def charge(self) -> int:
+        """Count one API request; raise RequestLimitExceeded when over the limit."""
+        with self._lock:
+            if self.current >= self.limit:
+                raise RequestLimitExceeded("TotalRequests Limit exceeded.")
+            self.current += 1
+            return self.current
+
+
 class OrgState:
     """One org: its configuration, data, tokens, counters and fault switches."""
 
     def __init__(self, config: OrgConfig) -> None:
+        from .cursors import CursorStore  # query locators, shared by SOAP and REST
         from .data import OrgData  # the seeded records (Accounts, Contacts, Users ...)
 
         self.config = config
@@ -220,6 +242,8 @@ class OrgState:
         self.data = OrgData.seed(config)
         self.tokens = TokenStore(config.org_id, config.access_token_lifetime)
         self.counters = Counters()
+        self.api_usage = ApiUsage()
+        self.query_cursors = CursorStore(config.org_id)
         self.faults = FaultSwitches()
         self.rotation = config.refresh_token_rotation
         self.codes = CodeStore()
