@@ -89,8 +89,7 @@ def main() -> None:
             if response.status_code != 200:
                 raise SystemExit(f"HTTP {response.status_code}: {content[:500]!r}")
             result = etree.fromstring(content).find("soapenv:Body/*/p:result", NS)
-            size = int(result.findtext("p:size", namespaces=NS))
-            records += size
+            records += len(result.findall("p:records", NS))  # `size` is the query's total
             if result.findtext("p:done", namespaces=NS) == "true":
                 break
             locator = result.findtext("p:queryLocator", namespaces=NS)
