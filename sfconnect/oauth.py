@@ -1,0 +1,259 @@
+"""The OAuth 2.0 web server flow with Salesforce: /login, /oauth/callback and /logout.
+
+Authlib's Flask client does the protocol: one registered client per offered login host (so the
+token exchange goes to the host the flow started at, never to one named by the callback), PKCE S256,
+the one-time `state` kept server-side by Flask-Session, the code exchange with client_secret and
+code_verifier. Authlib builds a fresh `OAuth2Session` (a requests.Session) for each call; ours
+(`_OutboundOAuth2Session`) hands every prepared request to the app's outbound "oauth" session from
+`sfconnect.http`, so token, refresh and revoke requests travel like every other outbound request.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from http.cookiejar import DefaultCookiePolicy
+
+import requests
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.flask_client import FlaskOAuth2App, OAuth
+from authlib.integrations.requests_client import OAuth2Session
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from . import identity
+from .errors import UpstreamError
+from .http import outbound_session
+from .settings import LoginHost, Settings
+from .tokens import Connection, TokenService, TokenSet, verify_signature
+
+bp = Blueprint("oauth", __name__)
+
+# The longest SOQL Salesforce accepts; a pending query longer than this is not kept.
+MAX_SOQL = 100_000
+
+
+def quiet_session(purpose: str) -> requests.Session:
+    """An outbound session that keeps no cookies: it is shared by every user of the process."""
+    http = outbound_session(purpose)
+    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return http
+
+
+class _OutboundOAuth2Session(OAuth2Session):
+    """Authlib's OAuth2Session whose requests are sent by the app's outbound "oauth" session."""
+
+    def __init__(self, *args, outbound: requests.Session, **kwargs) -> None:  # noqa: ANN002,ANN003
+        super().__init__(*args, **kwargs)
+        self.trust_env = False
+        self.hooks = outbound.hooks
+        self._outbound = outbound
+
+    def send(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:  # noqa: ANN003
+        return self._outbound.send(request, **kwargs)
+
+
+class SalesforceLogin(FlaskOAuth2App):
+    """Authlib's Flask OAuth 2 client for one Salesforce login host."""
+
+    client_cls = _OutboundOAuth2Session
+
+    def __init__(self, framework, name, login_host: LoginHost, **kwargs) -> None:  # noqa: ANN001
+        super().__init__(framework, name, **kwargs)
+        self.login_host = login_host
+
+
+class SalesforceOAuth:
+    """The registered login hosts, and the token calls tokens.py needs (refresh, revoke)."""
+
+    def __init__(self, app: Flask, settings: Settings, http: requests.Session) -> None:
+        self.settings = settings
+        self.http = http
+        self.registry = OAuth(app)
+        self.clients: dict[str, SalesforceLogin] = {}
+        for host in settings.login_hosts:
+            self.clients[host.key] = self.registry.register(
+                name=f"sf_{host.key}",
+                client_cls=SalesforceLogin,
+                login_host=host,
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                authorize_url=f"{host.url}/services/oauth2/authorize",
+                access_token_url=f"{host.url}/services/oauth2/token",
+                # scope goes on the authorize request only; a refresh keeps the granted scope.
+                authorize_params={"scope": settings.scopes},
+                client_kwargs={
+                    "code_challenge_method": "S256",
+                    "token_endpoint_auth_method": "client_secret_post",
+                    "outbound": http,
+                },
+            )
+
+    def client_for_url(self, login_url: str) -> SalesforceLogin | None:
+        """The client of a login host, by its URL."""
+        return next((c for c in self.clients.values() if c.login_host.url == login_url), None)
+
+    def pending(self, state: str) -> SalesforceLogin | None:
+        """The client whose authorization request issued `state` in this session, if any."""
+        for client in self.clients.values():
+            if client.framework.get_state_data(session, state) is not None:
+                return client
+        return None
+
+    def refresh(self, login_url: str, refresh_token: str) -> Mapping[str, object]:
+        """The refresh_token grant at the host that issued the token (Authlib, our session)."""
+        client = self.client_for_url(login_url)
+        if client is None:
+            raise OAuthError(error="invalid_grant",
+                             description="the login host of this session is no longer configured")
+        with upstream("oauth"):
+            return client.fetch_access_token(grant_type="refresh_token",
+                                             refresh_token=refresh_token, allow_redirects=False)
+
+    def revoke(self, login_url: str, token: str) -> None:
+        """POST the token to /services/oauth2/revoke; raise UpstreamError when refused."""
+        with upstream("oauth"):
+            response = self.http.post(f"{login_url}/services/oauth2/revoke", data={"token": token},
+                                      allow_redirects=False)
+        if response.status_code != 200:
+            raise UpstreamError("oauth", f"revoke answered HTTP {response.status_code}")
+
+
+@contextmanager
+def upstream(service: str) -> Iterator[None]:
+    """Turn transport failures and unreadable replies of one service into UpstreamError."""
+    try:
+        yield
+    except OAuthError:
+        raise
+    except requests.Timeout:
+        raise UpstreamError(service, "Salesforce did not answer in time") from None
+    except requests.ConnectionError:
+        raise UpstreamError(service, "Salesforce could not be reached") from None
+    except requests.HTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        raise UpstreamError(service, f"Salesforce answered HTTP {status}") from None
+    except (requests.RequestException, ValueError):
+        raise UpstreamError(service, "Salesforce answered something unreadable") from None
+
+
+def init_app(app: Flask, settings: Settings) -> SalesforceOAuth:
+    """Register the login hosts with Authlib and the flow's routes."""
+    oauth = SalesforceOAuth(app, settings, quiet_session("oauth"))
+    app.extensions["sfconnect.oauth"] = oauth
+    app.register_blueprint(bp)
+    return oauth
+
+
+def _oauth() -> SalesforceOAuth:
+    return current_app.extensions["sfconnect.oauth"]
+
+
+def _settings() -> Settings:
+    return current_app.extensions["sfconnect.settings"]
+
+
+def _single(name: str) -> str | None:
+    """A query parameter given at most once; a repeated one is refused."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        abort(400, description=f"The parameter {name!r} was given more than once.")
+    return values[0] if values else None
+
+
+@bp.get("/login")
+def login():  # noqa: ANN201
+    """Start the web server flow at the chosen login host."""
+    host = _settings().login_host(_single("login"))
+    if host is None:
+        abort(400, description="That login host is not one this app is configured for.")
+    soql = _single("q")
+    if soql and len(soql) <= MAX_SOQL:
+        session["pending_soql"] = soql  # shown again in the form once connected
+    client = _oauth().clients[host.key]
+    return client.authorize_redirect(redirect_uri=_settings().redirect_uri)
+
+
+@bp.get("/oauth/callback")
+def callback():  # noqa: ANN201
+    """Finish the flow: check state, exchange the code, store the tokens, meet the user."""
+    state = _single("state")
+    error, description = _single("error"), _single("error_description")
+    code = _single("code")
+    if not state:
+        return _refuse("The sign-in answer carries no state, so it cannot be matched to a "
+                       "sign-in this browser started. Nothing was exchanged.")
+    client = _oauth().pending(state)
+    if client is None:
+        return _refuse("The sign-in answer's state is unknown or was already used. Nothing was "
+                       "exchanged; start again from Connect.")
+    if error:
+        client.framework.clear_state_data(session, state)
+        return render_template("error.html", title="Salesforce did not connect",
+                               code=error, message=description or "", status=400), 400
+    if not code:
+        client.framework.clear_state_data(session, state)
+        return _refuse("The sign-in answer carries no authorization code.")
+
+    settings = _settings()
+    with upstream("oauth"):
+        token = client.authorize_access_token(allow_redirects=False)
+    verify_signature(token, settings.client_secret)
+    tokens = TokenSet.from_response(token, client.login_host.url)
+    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    try:
+        who = identity.fetch_identity(current_app.extensions["sfconnect.identity_http"], tokens,
+                                      service.trust)
+    except Exception:
+        # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
+        with suppress(UpstreamError, OAuthError):
+            _oauth().revoke(client.login_host.url, tokens.refresh_token or tokens.access_token)
+        raise
+    record_id = service.vault.create(tokens)
+
+    previous = Connection.from_session(session.get("sf"))
+    if previous is not None:
+        service.vault.delete(previous.token_record)
+    session["sf"] = Connection(
+        token_record=record_id, user_id=who.user_id, organization_id=who.organization_id,
+        username=who.username, display_name=who.display_name, partner_url=who.partner_url,
+        login_url=client.login_host.url, instance_url=tokens.instance_url,
+    ).to_session()
+    soql = session.pop("pending_soql", None)
+    # A new session id at sign-in: an id planted before it (session fixation) is now worthless.
+    current_app.session_interface.regenerate(session)
+    return redirect(url_for("views.index", q=soql) if soql else url_for("views.index"))
+
+
+def _refuse(message: str):  # noqa: ANN202
+    return render_template("error.html", title="Sign-in refused", code="invalid_state",
+                           message=message, status=400), 400
+
+
+@bp.post("/logout")
+def logout():  # noqa: ANN201
+    """Revoke the token at Salesforce and clear the server-side session (CSRF-protected)."""
+    connection = Connection.from_session(session.get("sf"))
+    revoked = True
+    if connection is not None:
+        service: TokenService = current_app.extensions["sfconnect.tokens"]
+        revoked = service.disconnect(connection.token_record)
+    session.clear()
+    if connection is not None:
+        if revoked:
+            flash("You are signed out, and the app's Salesforce token was revoked.", "info")
+        else:
+            flash("You are signed out here, but Salesforce could not be reached to revoke the "
+                  "token. It will expire on its own; you can also revoke it in Salesforce "
+                  "(Settings → Connected Apps OAuth Usage).", "warning")
+    current_app.session_interface.regenerate(session)
+    return redirect(url_for("views.index"))

@@ -1,0 +1,470 @@
+"""Tokens: their own encrypted, versioned server-side record, refresh, revocation and trust.
+
+Flask-Session rewrites the whole session at the end of every request, so a request that started
+before a refresh would write the old tokens back if they were ordinary session keys. The tokens
+therefore live in a record of their own, keyed by a random id kept in the session, encrypted with
+Fernet, and replaced only by compare-and-set on its version number. The session holds the record id
+and who the user is, never a token.
+
+`call_with_session(call)` is what views and exports use: it runs `call(partner_endpoint,
+session_id)` with the current user's token and, on INVALID_SESSION_ID, refreshes once (one refresh
+per record even under concurrent requests: a process lock around a re-read of the record) and
+retries once.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from authlib.integrations.base_client import OAuthError
+from cryptography.fernet import Fernet, InvalidToken
+
+from .errors import InvalidSession, NotConnected, UntrustedHost, UpstreamError
+from .settings import is_loopback
+
+T = TypeVar("T")
+
+# Hosts under these domains are Salesforce's own; the token may go there.
+SALESFORCE_DOMAINS = (
+    "salesforce.com", "force.com", "cloudforce.com", "database.com", "salesforce-setup.com",
+    "salesforce.mil", "force.mil", "cloudforce.mil", "sfcrmproducts.cn", "sfcrmapps.cn",
+)
+# Token refresh errors that mean the grant is gone for good: the user must connect again.
+DEAD_GRANT_ERRORS = ("invalid_grant", "invalid_client", "unauthorized_client", "inactive_user",
+                     "inactive_org")
+_RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+_LOCK_STRIPES = 64
+
+
+class SignatureMismatch(OAuthError):
+    """The token response's `signature` is not HMAC-SHA256(client_secret, id + issued_at)."""
+
+    error = "invalid_signature"
+
+
+def verify_signature(token: Mapping[str, object], client_secret: str) -> None:
+    """Check Salesforce's token response signature in constant time; raise SignatureMismatch."""
+    signature = token.get("signature")
+    id_url, issued_at = token.get("id"), token.get("issued_at")
+    if not (isinstance(signature, str) and isinstance(id_url, str) and issued_at is not None):
+        raise SignatureMismatch(description="The token response has no signature to verify.")
+    digest = hmac.new(client_secret.encode(), f"{id_url}{issued_at}".encode(),
+                      hashlib.sha256).digest()
+    if not hmac.compare_digest(base64.b64encode(digest), signature.encode()):
+        raise SignatureMismatch(description="The token response's signature does not match "
+                                "its id and issued_at: it was not issued for this app's secret "
+                                "or was altered on the way. It was refused.")
+
+
+class TrustPolicy:
+    """Which URLs may receive the access token: login hosts, the instance, Salesforce, and
+    SF_TRUSTED_HOSTS; https everywhere except loopback hosts."""
+
+    def __init__(self, login_urls: tuple[str, ...] | list[str],
+                 trusted_hosts: tuple[str, ...] | list[str] = ()) -> None:
+        self._origins = {_origin(url) for url in login_urls}
+        self._trusted = tuple(host.lower() for host in trusted_hosts)
+
+    def check(self, url: str, instance_url: str | None = None) -> str:
+        """Return `url` when the token may be sent there; raise UntrustedHost otherwise."""
+        try:
+            parts = urlsplit(url)
+            hostname = (parts.hostname or "").lower()
+            parts.port  # noqa: B018 - a malformed port raises here
+        except ValueError:
+            raise UntrustedHost(url) from None
+        if parts.scheme not in ("https", "http") or not hostname or parts.username:
+            raise UntrustedHost(url)
+        if parts.scheme == "http" and not is_loopback(hostname):
+            raise UntrustedHost(url)
+        origin = _origin(url)
+        if origin in self._origins or (instance_url and origin == _origin(instance_url)):
+            return url
+        if parts.scheme == "https" and (_under(hostname, SALESFORCE_DOMAINS)
+                                        or self._is_listed(hostname)):
+            return url
+        raise UntrustedHost(url)
+
+    def _is_listed(self, hostname: str) -> bool:
+        for host in self._trusted:
+            if host.startswith(".") and hostname.endswith(host):
+                return True
+            if hostname == host:
+                return True
+        return False
+
+
+def _under(hostname: str, domains: tuple[str, ...]) -> bool:
+    return any(hostname == domain or hostname.endswith("." + domain) for domain in domains)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def check_instance_url(instance_url: str) -> str:
+    """The instance_url of a token response must be https (or loopback) and well-formed."""
+    parts = urlsplit(instance_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.username:
+        raise UntrustedHost(instance_url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise UntrustedHost(instance_url)
+    return instance_url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """What a token response gave us, plus the login host it came from."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    instance_url: str
+    id_url: str
+    issued_at: str
+    login_url: str
+    scope: str | None = None
+    token_type: str = "Bearer"
+
+    @classmethod
+    def from_response(cls, token: Mapping[str, object], login_url: str) -> TokenSet:
+        """Build from a verified token response; UpstreamError when a field is missing."""
+        for name in ("access_token", "instance_url", "id", "issued_at"):
+            if not isinstance(token.get(name), str | int) or token.get(name) == "":
+                raise UpstreamError("oauth", f"the token response has no {name!r}")
+        refresh = token.get("refresh_token")
+        return cls(access_token=str(token["access_token"]),
+                   refresh_token=str(refresh) if refresh else None,
+                   instance_url=check_instance_url(str(token["instance_url"])),
+                   id_url=str(token["id"]), issued_at=str(token["issued_at"]),
+                   login_url=login_url, scope=_optional_str(token.get("scope")),
+                   token_type=str(token.get("token_type") or "Bearer"))
+
+    def refreshed(self, token: Mapping[str, object]) -> TokenSet:
+        """The tokens after a refresh grant: new access token, rotated refresh token if sent."""
+        fresh = TokenSet.from_response({**asdict_response(self), **token}, self.login_url)
+        return replace(fresh, refresh_token=fresh.refresh_token or self.refresh_token)
+
+
+def asdict_response(tokens: TokenSet) -> dict[str, object]:
+    """The token set spelled like a token response (for merging a refresh reply into it)."""
+    return {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
+            "instance_url": tokens.instance_url, "id": tokens.id_url,
+            "issued_at": tokens.issued_at, "scope": tokens.scope,
+            "token_type": tokens.token_type}
+
+
+def _optional_str(value: object) -> str | None:
+    return str(value) if value else None
+
+
+@dataclass(frozen=True)
+class StoredTokens:
+    """A token record as read: its version and its decrypted tokens."""
+
+    version: int
+    tokens: TokenSet
+
+
+class FileTokenStore:
+    """Token records as files: written atomically (temp file + rename), compare-and-set under an
+    exclusive file lock, so threads and processes sharing the directory agree on versions."""
+
+    def __init__(self, directory: str | os.PathLike, ttl_s: int) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.ttl_s = ttl_s
+        self._lock_path = self.directory / ".lock"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self._lock_path, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _path(self, record_id: str) -> Path:
+        if not _RECORD_ID.match(record_id):
+            raise ValueError("malformed token record id")
+        return self.directory / f"{record_id}.json"
+
+    def read(self, record_id: str) -> tuple[int, bytes] | None:
+        """(version, ciphertext) of a live record, or None."""
+        try:
+            document = json.loads(self._path(record_id).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if document.get("expires_at", 0) < time.time():
+            self.delete(record_id)
+            return None
+        return int(document["version"]), document["fernet"].encode()
+
+    def _write(self, record_id: str, version: int, ciphertext: bytes) -> None:
+        document = {"version": version, "expires_at": time.time() + self.ttl_s,
+                    "fernet": ciphertext.decode()}
+        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(document, handle)
+            os.replace(temp, self._path(record_id))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+
+    def create(self, record_id: str, ciphertext: bytes) -> None:
+        """Write version 1 of a new record."""
+        with self._locked():
+            self._write(record_id, 1, ciphertext)
+
+    def replace(self, record_id: str, expected_version: int, ciphertext: bytes) -> int | None:
+        """Write the next version if the record is still at `expected_version`; else None."""
+        with self._locked():
+            current = self.read(record_id)
+            if current is None or current[0] != expected_version:
+                return None
+            self._write(record_id, expected_version + 1, ciphertext)
+            return expected_version + 1
+
+    def delete(self, record_id: str) -> None:
+        """Remove the record if it exists."""
+        with contextlib.suppress(FileNotFoundError):
+            self._path(record_id).unlink()
+
+
+_REDIS_REPLACE = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if not current or tonumber(current) ~= tonumber(ARGV[1]) then return nil end
+local version = tonumber(ARGV[1]) + 1
+redis.call('HSET', KEYS[1], 'version', version, 'fernet', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return version
+"""
+
+
+class RedisTokenStore:
+    """Token records as Redis hashes {version, fernet}; compare-and-set in one Lua script."""
+
+    def __init__(self, client, ttl_s: int, prefix: str = "sfconnect:tokens:") -> None:  # noqa: ANN001
+        self.client = client
+        self.ttl_s = ttl_s
+        self.prefix = prefix
+        self._replace = client.register_script(_REDIS_REPLACE)
+
+    def _key(self, record_id: str) -> str:
+        if not _RECORD_ID.match(record_id):
+            raise ValueError("malformed token record id")
+        return self.prefix + record_id
+
+    def read(self, record_id: str) -> tuple[int, bytes] | None:
+        """(version, ciphertext) of a live record, or None."""
+        version, ciphertext = self.client.hmget(self._key(record_id), "version", "fernet")
+        if version is None or ciphertext is None:
+            return None
+        return int(version), bytes(ciphertext)
+
+    def create(self, record_id: str, ciphertext: bytes) -> None:
+        """Write version 1 of a new record."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(record_id), mapping={"version": 1, "fernet": ciphertext})
+            pipe.expire(self._key(record_id), self.ttl_s)
+            pipe.execute()
+
+    def replace(self, record_id: str, expected_version: int, ciphertext: bytes) -> int | None:
+        """Write the next version if the record is still at `expected_version`; else None."""
+        result = self._replace(keys=[self._key(record_id)],
+                               args=[expected_version, ciphertext, self.ttl_s])
+        return int(result) if result is not None else None
+
+    def delete(self, record_id: str) -> None:
+        """Remove the record if it exists."""
+        self.client.delete(self._key(record_id))
+
+
+class TokenVault:
+    """Encrypts token sets into records of a store (file or Redis) and reads them back."""
+
+    def __init__(self, store: FileTokenStore | RedisTokenStore, key: bytes) -> None:
+        self.store = store
+        self._fernet = Fernet(key)
+
+    def create(self, tokens: TokenSet) -> str:
+        """Store a new record; return its id (for the session)."""
+        record_id = secrets.token_urlsafe(32)
+        self.store.create(record_id, self._encrypt(tokens))
+        return record_id
+
+    def load(self, record_id: str | None) -> StoredTokens | None:
+        """The record's tokens, or None when absent, expired or unreadable with our key."""
+        if not record_id or not _RECORD_ID.match(record_id):
+            return None
+        found = self.store.read(record_id)
+        if found is None:
+            return None
+        version, ciphertext = found
+        try:
+            fields = json.loads(self._fernet.decrypt(ciphertext))
+        except (InvalidToken, ValueError):
+            return None  # the key changed (SECRET_KEY or SF_TOKEN_KEY): as if signed out
+        return StoredTokens(version, TokenSet(**fields))
+
+    def replace(self, record_id: str, expected_version: int, tokens: TokenSet) -> int | None:
+        """Compare-and-set: the new version, or None when someone else wrote first."""
+        return self.store.replace(record_id, expected_version, self._encrypt(tokens))
+
+    def delete(self, record_id: str | None) -> None:
+        """Forget a record."""
+        if record_id and _RECORD_ID.match(record_id):
+            self.store.delete(record_id)
+
+    def _encrypt(self, tokens: TokenSet) -> bytes:
+        return self._fernet.encrypt(json.dumps(asdict(tokens)).encode())
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Who is connected in this browser session (kept in the session: no secrets)."""
+
+    token_record: str
+    user_id: str
+    organization_id: str
+    username: str
+    display_name: str
+    partner_url: str
+    login_url: str
+    instance_url: str
+
+    @classmethod
+    def from_session(cls, value: object) -> Connection | None:
+        """Read the session's "sf" entry; None when absent or malformed."""
+        if not isinstance(value, dict):
+            return None
+        try:
+            return cls(**{name: str(value[name]) for name in cls.__dataclass_fields__})
+        except KeyError:
+            return None
+
+    def to_session(self) -> dict[str, str]:
+        """The session's "sf" entry."""
+        return asdict(self)
+
+
+class TokenService:
+    """Calls with the user's token, refreshing once on INVALID_SESSION_ID; revokes at logout."""
+
+    def __init__(self, vault: TokenVault, trust: TrustPolicy, client_secret: str,
+                 refresh: Callable[[str, str], Mapping[str, object]],
+                 revoke: Callable[[str, str], None],
+                 endpoint_for: Callable[[str], str]) -> None:
+        self.vault = vault
+        self.trust = trust
+        self._client_secret = client_secret
+        self._refresh = refresh  # (login_url, refresh_token) -> token response
+        self._revoke = revoke  # (login_url, token) -> None, raises on failure
+        self._endpoint_for = endpoint_for  # partner URL template -> endpoint
+        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+
+    def _lock(self, record_id: str) -> threading.Lock:
+        return self._locks[int(hashlib.sha256(record_id.encode()).hexdigest(), 16) % _LOCK_STRIPES]
+
+    def endpoint(self, connection: Connection, tokens: TokenSet) -> str:
+        """The partner endpoint for this connection, checked against the trust policy."""
+        return self.trust.check(self._endpoint_for(connection.partner_url), tokens.instance_url)
+
+    def call(self, connection: Connection, call: Callable[[str, str], T]) -> T:
+        """Run `call(endpoint, session_id)`; on InvalidSession refresh once and retry once."""
+        stored = self.vault.load(connection.token_record)
+        if stored is None:
+            raise NotConnected()
+        try:
+            return call(self.endpoint(connection, stored.tokens), stored.tokens.access_token)
+        except InvalidSession:
+            tokens = self.refresh(connection.token_record, stale_version=stored.version)
+        # A second INVALID_SESSION_ID with a fresh token is an error, not another refresh.
+        return call(self.endpoint(connection, tokens), tokens.access_token)
+
+    def refresh(self, record_id: str, stale_version: int) -> TokenSet:
+        """A fresh token set; one refresh grant per record even when many requests ask at once."""
+        with self._lock(record_id):
+            current = self.vault.load(record_id)
+            if current is None:
+                raise NotConnected("Your Salesforce session has ended. Connect again.")
+            if current.version != stale_version:
+                return current.tokens  # another request refreshed while we waited
+            tokens = current.tokens
+            if not tokens.refresh_token:
+                self.vault.delete(record_id)
+                raise NotConnected("Your Salesforce session has expired and this app holds no "
+                                   "refresh token (scope refresh_token). Connect again.")
+            self.trust.check(tokens.login_url)
+            try:
+                response = self._refresh(tokens.login_url, tokens.refresh_token)
+            except OAuthError as error:
+                if error.error in DEAD_GRANT_ERRORS:
+                    self.vault.delete(record_id)
+                    raise NotConnected("Your Salesforce session has ended "
+                                       f"({error.error}). Connect again.") from None
+                raise
+            verify_signature(response, self._client_secret)
+            fresh = tokens.refreshed(response)
+            if self.vault.replace(record_id, current.version, fresh) is None:
+                # Another process refreshed first: its tokens win, ours are discarded.
+                latest = self.vault.load(record_id)
+                if latest is None:
+                    raise NotConnected("Your Salesforce session has ended. Connect again.")
+                return latest.tokens
+            return fresh
+
+    def disconnect(self, record_id: str | None) -> bool:
+        """Revoke the refresh token (or the access token) and forget the record.
+
+        Returns False when Salesforce could not revoke; the record is forgotten either way.
+        """
+        stored = self.vault.load(record_id)
+        self.vault.delete(record_id)
+        if stored is None:
+            return True
+        tokens = stored.tokens
+        try:
+            self.trust.check(tokens.login_url)
+            self._revoke(tokens.login_url, tokens.refresh_token or tokens.access_token)
+        except (UpstreamError, UntrustedHost, OAuthError):
+            return False
+        return True
+
+
+def call_with_session(call: Callable[[str, str], T]) -> T:
+    """Run `call(partner_endpoint, session_id)` as the browser's user, refreshing once if needed.
+
+    Raises NotConnected when the browser has no Salesforce connection or it cannot be refreshed
+    (the connection is then removed from the session).
+    """
+    from flask import current_app, session
+
+    connection = Connection.from_session(session.get("sf"))
+    if connection is None:
+        raise NotConnected()
+    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    try:
+        return service.call(connection, call)
+    except NotConnected:
+        session.pop("sf", None)
+        raise
