@@ -14,7 +14,9 @@ SF_TRUSTED_HOSTS = ""
 # Empty: a Fernet key derived from SECRET_KEY.
 SF_TOKEN_KEY = ""
 SESSION_TYPE = "filesystem"
-SESSION_FILE_DIR = "flask_session"
+SESSION_FILE_DIR = "instance/sessions"
 REDIS_URL = ""
 # Seconds a signed-in browser session lives without use.
 SESSION_LIFETIME = "28800"
+# Seconds to wait for Salesforce's answer to any one call (token, identity, SOAP).
+SF_HTTP_TIMEOUT = "30"

@@ -7,24 +7,25 @@ extensions (Flask-Session, CSRF, Authlib, the partner client, the token vault) a
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, Response, session
+from flask import Flask, Response, jsonify, render_template, request, session
+from flask.sessions import SessionMixin
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
+from . import exports, learn, views
 from . import oauth as oauth_flow
-from . import views
 from .redaction import install_log_redaction
 from .settings import ConfigError, Settings, load_settings
 from .tokens import (
     Connection,
     FileTokenStore,
     RedisTokenStore,
+    StoreUnavailable,
     TokenService,
     TokenVault,
     TrustPolicy,
@@ -61,15 +62,23 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     )
     app.extensions["sfconnect.settings"] = config
 
-    token_store, store_check = _stores(app, config)
+    token_store, store_check, store_errors = _stores(app, config)
     Session(app)
+    app.session_interface = _GuardedSessions(app.session_interface, store_errors)
     CSRFProtect(app)
+    # First of all before-request work (before the CSRF check reads the session): no store, no page.
+    app.before_request_funcs.setdefault(None, []).insert(0, _require_store)
+    for error in (StoreUnavailable, *store_errors):
+        app.register_error_handler(error, _store_unavailable)
 
     from .partner import PartnerClient  # the SOAP client: built once, shared by all threads
 
-    partner = PartnerClient(config.partner_wsdl, oauth_flow.quiet_session("partner"))
+    partner = PartnerClient(config.partner_wsdl,
+                            oauth_flow.quiet_session("partner", config.http_timeouts),
+                            timeout=config.http_timeout)
     app.extensions["sfconnect.partner"] = partner
-    app.extensions["sfconnect.identity_http"] = oauth_flow.quiet_session("identity")
+    app.extensions["sfconnect.identity_http"] = oauth_flow.quiet_session("identity",
+                                                                         config.http_timeouts)
     app.extensions["sfconnect.store_check"] = store_check
     oauth = oauth_flow.init_app(app, config)
 
@@ -83,12 +92,11 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
         trust=TrustPolicy([host.url for host in config.login_hosts], config.trusted_hosts),
         client_secret=config.client_secret,
         refresh=oauth.refresh, revoke=oauth.revoke, endpoint_for=endpoint_for,
+        refresh_lock_s=config.refresh_lock_s,
     )
     views.init_app(app)
-    if importlib.util.find_spec(f"{__name__}.exports") is not None:
-        from . import exports
-
-        exports.init_app(app)
+    exports.init_app(app)
+    learn.init_app(app, config)  # the trace, /flow, /flows, /compare, /setup, `flask sf`
 
     app.context_processor(_page_context)
     app.after_request(_security_headers(config))
@@ -98,15 +106,23 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     return app
 
 
-def _stores(app: Flask, config: Settings) -> tuple[object, Callable[[], None]]:
-    """Configure Flask-Session and the token records on the same backend."""
+def _stores(app: Flask, config: Settings) -> tuple[object, Callable[[], None],
+                                                   tuple[type[Exception], ...]]:
+    """Configure Flask-Session and the token records on the same backend; also answer how to
+    check the backend and which exceptions mean it is unavailable."""
     if config.session_type == "redis":
         import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
 
+        # Retry once, quickly (a connection from before a Redis restart); a Redis that is down
+        # gets a 503 page at once, not after redis-py's default ten retries.
         client = redis.Redis.from_url(config.redis_url, socket_timeout=5,
-                                      socket_connect_timeout=5, health_check_interval=30)
+                                      socket_connect_timeout=2, health_check_interval=30,
+                                      retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
         app.config.update(SESSION_TYPE="redis", SESSION_REDIS=client)
-        return RedisTokenStore(client, config.session_lifetime), client.ping
+        return (RedisTokenStore(client, config.session_lifetime), client.ping,
+                (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
 
     from cachelib.file import FileSystemCache
 
@@ -125,7 +141,64 @@ def _stores(app: Flask, config: Settings) -> tuple[object, Callable[[], None]]:
             probe.write_text("ok")
             probe.unlink()
 
-    return store, check
+    return store, check, (OSError,)
+
+
+class _UnavailableSession(dict, SessionMixin):
+    """What a request gets when the session store cannot be read: empty, never saved."""
+
+    store_unavailable = True
+
+
+class _GuardedSessions:
+    """Flask-Session's interface, for a store that can go away (Redis restarting): a request
+    then gets an _UnavailableSession (and a 503 page) instead of a traceback, and the app serves
+    again as soon as the store is back. Everything else is Flask-Session's."""
+
+    def __init__(self, inner: object, errors: tuple[type[Exception], ...]) -> None:
+        self.inner = inner
+        self.errors = errors
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def open_session(self, app: Flask, request_: object) -> SessionMixin:
+        try:
+            return self.inner.open_session(app, request_)
+        except self.errors as error:
+            log.warning("session store unavailable while reading a session: %s",
+                        type(error).__name__)
+            return _UnavailableSession()
+
+    def save_session(self, app: Flask, session_: SessionMixin, response: Response) -> None:
+        if getattr(session_, "store_unavailable", False):
+            return
+        try:
+            self.inner.save_session(app, session_, response)
+        except self.errors as error:
+            log.warning("session store unavailable while saving a session: %s",
+                        type(error).__name__)
+
+
+def _require_store() -> None:
+    # Static files and the health check work without a session.
+    if getattr(session, "store_unavailable", False) and request.endpoint not in (
+            "static", "views.healthz"):
+        raise StoreUnavailable()
+
+
+def _store_unavailable(error: Exception):  # noqa: ANN202
+    """The session store is down: 503 with a message (JSON for the exports); no traceback."""
+    log.warning("session store unavailable: %s", type(error).__name__)
+    message = ("The app cannot reach its session store right now, so it cannot tell who you "
+               "are. Nothing was sent to Salesforce. Try again in a moment.")
+    if request.path.startswith("/export."):
+        response = jsonify({"error": "SESSION_STORE_UNAVAILABLE", "message": message,
+                            "row": None, "column": None})
+        response.status_code = 503
+        return response
+    return render_template("error.html", title="Sessions are unavailable",
+                           code="session_store_unavailable", message=message, status=503), 503
 
 
 def _page_context() -> dict[str, object]:

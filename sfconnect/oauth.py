@@ -34,17 +34,21 @@ from . import identity
 from .errors import UpstreamError
 from .http import outbound_session
 from .settings import LoginHost, Settings
-from .tokens import Connection, TokenService, TokenSet, verify_signature
+from .tokens import Connection, TokenService, TokenSet, verify_signature, with_session_tokens
 
 bp = Blueprint("oauth", __name__)
 
 # The longest SOQL Salesforce accepts; a pending query longer than this is not kept.
 MAX_SOQL = 100_000
+# Far above any real state, code or error text (a Salesforce code is about 90 characters): a
+# longer one is refused before any lookup or token call, and the pending sign-in stays usable.
+MAX_CALLBACK_PARAM = 4096
 
 
-def quiet_session(purpose: str) -> requests.Session:
+def quiet_session(purpose: str,
+                  timeout: float | tuple[float, float] | None = None) -> requests.Session:
     """An outbound session that keeps no cookies: it is shared by every user of the process."""
-    http = outbound_session(purpose)
+    http = outbound_session(purpose) if timeout is None else outbound_session(purpose, timeout)
     http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return http
 
@@ -148,7 +152,7 @@ def upstream(service: str) -> Iterator[None]:
 
 def init_app(app: Flask, settings: Settings) -> SalesforceOAuth:
     """Register the login hosts with Authlib and the flow's routes."""
-    oauth = SalesforceOAuth(app, settings, quiet_session("oauth"))
+    oauth = SalesforceOAuth(app, settings, quiet_session("oauth", settings.http_timeouts))
     app.extensions["sfconnect.oauth"] = oauth
     app.register_blueprint(bp)
     return oauth
@@ -162,11 +166,14 @@ def _settings() -> Settings:
     return current_app.extensions["sfconnect.settings"]
 
 
-def _single(name: str) -> str | None:
-    """A query parameter given at most once; a repeated one is refused."""
+def _single(name: str, max_length: int | None = None) -> str | None:
+    """A query parameter given at most once (and at most `max_length` long); else 400."""
     values = request.args.getlist(name)
     if len(values) > 1:
         abort(400, description=f"The parameter {name!r} was given more than once.")
+    if values and max_length is not None and len(values[0]) > max_length:
+        abort(400, description=f"The parameter {name!r} is {len(values[0]):,} characters long, "
+              f"more than a sign-in answer ever carries ({max_length:,}).")
     return values[0] if values else None
 
 
@@ -186,9 +193,10 @@ def login():  # noqa: ANN201
 @bp.get("/oauth/callback")
 def callback():  # noqa: ANN201
     """Finish the flow: check state, exchange the code, store the tokens, meet the user."""
-    state = _single("state")
-    error, description = _single("error"), _single("error_description")
-    code = _single("code")
+    state = _single("state", MAX_CALLBACK_PARAM)
+    error = _single("error", MAX_CALLBACK_PARAM)
+    description = _single("error_description", MAX_CALLBACK_PARAM)
+    code = _single("code", MAX_CALLBACK_PARAM)
     if not state:
         return _refuse("The sign-in answer carries no state, so it cannot be matched to a "
                        "sign-in this browser started. Nothing was exchanged.")
@@ -232,6 +240,33 @@ def callback():  # noqa: ANN201
     # A new session id at sign-in: an id planted before it (session fixation) is now worthless.
     current_app.session_interface.regenerate(session)
     return redirect(url_for("views.index", q=soql) if soql else url_for("views.index"))
+
+
+@bp.post("/identity/refresh")
+def refresh_identity():  # noqa: ANN201
+    """Ask the identity service again who the user is (CSRF-protected: it rewrites the session).
+
+    Goes through the same refresh-and-retry as every call: a 403 Bad_OAuth_Token from a token that
+    expired meanwhile costs one refresh grant, then the identity call is made once more.
+    """
+    http = current_app.extensions["sfconnect.identity_http"]
+    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    connection, who = with_session_tokens(lambda connection, tokens: (
+        connection, identity.fetch_identity(http, tokens, service.trust)))
+    if (who.user_id, who.organization_id) != (connection.user_id, connection.organization_id):
+        # The record's token belongs to someone else: nothing about this session can be trusted.
+        service.vault.delete(connection.token_record)
+        session.clear()
+        abort(409, description="The identity service answered for another user than the one "
+              "signed in here; you were signed out. Connect again.")
+    session["sf"] = Connection(
+        token_record=connection.token_record, user_id=who.user_id,
+        organization_id=who.organization_id, username=who.username,
+        display_name=who.display_name, partner_url=who.partner_url,
+        login_url=connection.login_url, instance_url=connection.instance_url,
+    ).to_session()
+    flash(f"Salesforce confirmed who you are: {who.display_name} ({who.username}).", "info")
+    return redirect(url_for("views.index"))
 
 
 def _refuse(message: str):  # noqa: ANN202

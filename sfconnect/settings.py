@@ -31,6 +31,7 @@ SETTING_NAMES = (
     "ENV", "SECRET_KEY", "SF_LOGIN_URL", "SF_LOGIN_HOSTS", "SF_CLIENT_ID", "SF_CLIENT_SECRET",
     "SF_REDIRECT_URI", "SF_SCOPES", "SF_API_VERSION", "SF_PARTNER_WSDL", "SF_TRUSTED_HOSTS",
     "SF_TOKEN_KEY", "SESSION_TYPE", "SESSION_FILE_DIR", "REDIS_URL", "SESSION_LIFETIME",
+    "SF_HTTP_TIMEOUT", "SF_JWT_KEY_FILE", "SF_USERNAME",
 )
 # The well-known login hosts, and what the Connect button calls them.
 PRODUCTION_HOST = "login.salesforce.com"
@@ -78,10 +79,24 @@ class Settings:
     trusted_hosts: tuple[str, ...] = ()
     token_key: bytes = field(default=b"", repr=False)
     session_type: str = "filesystem"
-    session_file_dir: str = "flask_session"
+    session_file_dir: str = "instance/sessions"
     redis_url: str | None = None
     session_lifetime: int = 28800
+    http_timeout: float = 30.0
+    jwt_key_file: str | None = None  # `flask sf token --flow jwt`: the signing key (PEM)
+    username: str | None = None  # ... and the user it signs in as
     secret_key_generated: bool = False
+
+    @property
+    def http_timeouts(self) -> tuple[float, float]:
+        """(connect, read) seconds for every call to Salesforce."""
+        return (min(5.0, self.http_timeout), self.http_timeout)
+
+    @property
+    def refresh_lock_s(self) -> float:
+        """How long one refresh may hold the single-flight lock: its one HTTP call, and a margin."""
+        connect, read = self.http_timeouts
+        return connect + read + 10.0
 
     @property
     def secure_cookies(self) -> bool:
@@ -186,6 +201,8 @@ def load_settings(overrides: Mapping[str, object] | None = None,
     if not lifetime.isdigit() or int(lifetime) <= 0:
         raise ConfigError("SESSION_LIFETIME", "must be a positive number of seconds")
 
+    http_timeout = _http_timeout(raw.get("SF_HTTP_TIMEOUT", "30"))
+
     return Settings(
         env=env,
         secret_key=secret_key,
@@ -201,9 +218,12 @@ def load_settings(overrides: Mapping[str, object] | None = None,
         trusted_hosts=_trusted_hosts(raw.get("SF_TRUSTED_HOSTS", "")),
         token_key=key_bytes,
         session_type=session_type,
-        session_file_dir=str(Path(raw.get("SESSION_FILE_DIR") or "flask_session").resolve()),
+        session_file_dir=str(Path(raw.get("SESSION_FILE_DIR") or "instance/sessions").resolve()),
         redis_url=redis_url,
         session_lifetime=int(lifetime),
+        http_timeout=http_timeout,
+        jwt_key_file=raw.get("SF_JWT_KEY_FILE") or None,
+        username=raw.get("SF_USERNAME") or None,
     )
 
 
@@ -305,6 +325,17 @@ def _partner_wsdl(value: str) -> str:
     if not path.is_file():
         raise ConfigError("SF_PARTNER_WSDL", f"no such file: {str(path)!r}")
     return str(path.resolve())
+
+
+def _http_timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 300:
+        raise ConfigError("SF_HTTP_TIMEOUT", f"must be a number of seconds between 0 and 300, "
+                          f"not {value!r}")
+    return seconds
 
 
 def _trusted_hosts(value: str) -> tuple[str, ...]:

@@ -7,9 +7,14 @@ Fernet, and replaced only by compare-and-set on its version number. The session 
 and who the user is, never a token.
 
 `call_with_session(call)` is what views and exports use: it runs `call(partner_endpoint,
-session_id)` with the current user's token and, on INVALID_SESSION_ID, refreshes once (one refresh
-per record even under concurrent requests: a process lock around a re-read of the record) and
-retries once.
+session_id)` with the current user's token and, on INVALID_SESSION_ID (SOAP), Bad_OAuth_Token
+(identity) or 401 (REST), all raised as InvalidSession, refreshes once and retries once;
+`with_session_tokens(use)` does the same for calls that need the whole token set (identity).
+
+Single-flight: one refresh grant per record however many requests find the session expired at
+once. Within a process a striped thread lock; across processes the store's own lock (a file lock
+beside the records for the filesystem store, a redis-py Lock with a timeout for Redis); then a
+re-read of the record: a waiter whose version is stale takes the tokens the winner stored.
 """
 from __future__ import annotations
 
@@ -49,6 +54,18 @@ DEAD_GRANT_ERRORS = ("invalid_grant", "invalid_client", "unauthorized_client", "
                      "inactive_org")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 _LOCK_STRIPES = 64
+
+
+class StoreUnavailable(Exception):
+    """The session store (Redis, or the session directory) cannot be used right now."""
+
+
+class RefreshBusy(Exception):
+    """Another request (maybe in another process) held the refresh lock for too long."""
+
+
+def _stripe(record_id: str) -> int:
+    return int(hashlib.sha256(record_id.encode()).hexdigest(), 16) % _LOCK_STRIPES
 
 
 class SignatureMismatch(OAuthError):
@@ -206,6 +223,31 @@ class FileTokenStore:
             raise ValueError("malformed token record id")
         return self.directory / f"{record_id}.json"
 
+    @contextlib.contextmanager
+    def refresh_lock(self, record_id: str, hold_s: float) -> Iterator[None]:
+        """Exclusive across the processes sharing this directory (gunicorn workers on one host).
+
+        A file lock per stripe of record ids (fcntl.flock on its own open file, so threads of one
+        process exclude each other too); lock files are never deleted, so no waiter can lock an
+        unlinked file. Waits at most `hold_s`, the longest a refresh can hold it, then RefreshBusy.
+        """
+        self._path(record_id)  # validates the id
+        path = self.directory / f".refresh-{_stripe(record_id):02d}.lock"
+        deadline = time.monotonic() + hold_s
+        with open(path, "a") as lock_file:
+            while True:
+                try:
+                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RefreshBusy() from None
+                    time.sleep(0.02)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
     def read(self, record_id: str) -> tuple[int, bytes] | None:
         """(version, ciphertext) of a live record, or None."""
         try:
@@ -263,11 +305,33 @@ return version
 class RedisTokenStore:
     """Token records as Redis hashes {version, fernet}; compare-and-set in one Lua script."""
 
-    def __init__(self, client, ttl_s: int, prefix: str = "sfconnect:tokens:") -> None:  # noqa: ANN001
+    def __init__(self, client, ttl_s: int, prefix: str = "sfconnect:tokens:",  # noqa: ANN001
+                 lock_prefix: str = "sfconnect:refresh-lock:") -> None:
         self.client = client
         self.ttl_s = ttl_s
         self.prefix = prefix
+        self.lock_prefix = lock_prefix
         self._replace = client.register_script(_REDIS_REPLACE)
+
+    @contextlib.contextmanager
+    def refresh_lock(self, record_id: str, hold_s: float) -> Iterator[None]:
+        """Exclusive across every app process sharing this Redis: a redis-py Lock.
+
+        The lock expires after `hold_s` (the longest a refresh can take), so a process that dies
+        holding it blocks the others for that long at most; a waiter gives up after as long.
+        """
+        from redis.exceptions import LockError
+
+        self._key(record_id)  # validates the id
+        lock = self.client.lock(self.lock_prefix + record_id, timeout=hold_s, sleep=0.02,
+                                blocking_timeout=hold_s)
+        if not lock.acquire():
+            raise RefreshBusy()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(LockError):  # it expired: someone else may hold it now
+                lock.release()
 
     def _key(self, record_id: str) -> str:
         if not _RECORD_ID.match(record_id):
@@ -368,22 +432,20 @@ class Connection:
 
 
 class TokenService:
-    """Calls with the user's token, refreshing once on INVALID_SESSION_ID; revokes at logout."""
+    """Calls with the user's token, refreshing once when the session is dead; revokes at logout."""
 
     def __init__(self, vault: TokenVault, trust: TrustPolicy, client_secret: str,
                  refresh: Callable[[str, str], Mapping[str, object]],
                  revoke: Callable[[str, str], None],
-                 endpoint_for: Callable[[str], str]) -> None:
+                 endpoint_for: Callable[[str], str], refresh_lock_s: float = 45.0) -> None:
         self.vault = vault
         self.trust = trust
         self._client_secret = client_secret
         self._refresh = refresh  # (login_url, refresh_token) -> token response
         self._revoke = revoke  # (login_url, token) -> None, raises on failure
         self._endpoint_for = endpoint_for  # partner URL template -> endpoint
+        self.refresh_lock_s = refresh_lock_s
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
-
-    def _lock(self, record_id: str) -> threading.Lock:
-        return self._locks[int(hashlib.sha256(record_id.encode()).hexdigest(), 16) % _LOCK_STRIPES]
 
     def endpoint(self, connection: Connection, tokens: TokenSet) -> str:
         """The partner endpoint for this connection, checked against the trust policy."""
@@ -391,47 +453,67 @@ class TokenService:
 
     def call(self, connection: Connection, call: Callable[[str, str], T]) -> T:
         """Run `call(endpoint, session_id)`; on InvalidSession refresh once and retry once."""
+        return self.with_tokens(connection, lambda tokens: call(
+            self.endpoint(connection, tokens), tokens.access_token))
+
+    def with_tokens(self, connection: Connection, use: Callable[[TokenSet], T]) -> T:
+        """Run `use(tokens)`; on InvalidSession refresh once and run it once more.
+
+        A second InvalidSession with a fresh token propagates: an error page, not a loop.
+        """
         stored = self.vault.load(connection.token_record)
         if stored is None:
             raise NotConnected()
         try:
-            return call(self.endpoint(connection, stored.tokens), stored.tokens.access_token)
+            return use(stored.tokens)
         except InvalidSession:
             tokens = self.refresh(connection.token_record, stale_version=stored.version)
-        # A second INVALID_SESSION_ID with a fresh token is an error, not another refresh.
-        return call(self.endpoint(connection, tokens), tokens.access_token)
+        return use(tokens)
 
     def refresh(self, record_id: str, stale_version: int) -> TokenSet:
-        """A fresh token set; one refresh grant per record even when many requests ask at once."""
-        with self._lock(record_id):
-            current = self.vault.load(record_id)
-            if current is None:
-                raise NotConnected("Your Salesforce session has ended. Connect again.")
-            if current.version != stale_version:
-                return current.tokens  # another request refreshed while we waited
-            tokens = current.tokens
-            if not tokens.refresh_token:
-                self.vault.delete(record_id)
-                raise NotConnected("Your Salesforce session has expired and this app holds no "
-                                   "refresh token (scope refresh_token). Connect again.")
-            self.trust.check(tokens.login_url)
+        """A fresh token set; one refresh grant per record even when many requests ask at once,
+        in this process (a thread lock) and in others (the store's lock)."""
+        with self._locks[_stripe(record_id)]:
             try:
-                response = self._refresh(tokens.login_url, tokens.refresh_token)
-            except OAuthError as error:
-                if error.error in DEAD_GRANT_ERRORS:
-                    self.vault.delete(record_id)
-                    raise NotConnected("Your Salesforce session has ended "
-                                       f"({error.error}). Connect again.") from None
-                raise
-            verify_signature(response, self._client_secret)
-            fresh = tokens.refreshed(response)
-            if self.vault.replace(record_id, current.version, fresh) is None:
-                # Another process refreshed first: its tokens win, ours are discarded.
-                latest = self.vault.load(record_id)
-                if latest is None:
-                    raise NotConnected("Your Salesforce session has ended. Connect again.")
-                return latest.tokens
-            return fresh
+                with self.vault.store.refresh_lock(record_id, self.refresh_lock_s):
+                    return self._refresh_locked(record_id, stale_version)
+            except RefreshBusy:
+                # The holder took longer than any refresh can: use its result if it wrote one.
+                current = self.vault.load(record_id)
+                if current is not None and current.version != stale_version:
+                    return current.tokens
+                raise UpstreamError("oauth", "another request was refreshing the Salesforce "
+                                    "session and did not finish in time") from None
+
+    def _refresh_locked(self, record_id: str, stale_version: int) -> TokenSet:
+        current = self.vault.load(record_id)
+        if current is None:
+            raise NotConnected("Your Salesforce session has ended. Connect again.")
+        if current.version != stale_version:
+            return current.tokens  # another request refreshed while we waited
+        tokens = current.tokens
+        if not tokens.refresh_token:
+            self.vault.delete(record_id)
+            raise NotConnected("Your Salesforce session has expired and this app holds no "
+                               "refresh token (scope refresh_token). Connect again.")
+        self.trust.check(tokens.login_url)
+        try:
+            response = self._refresh(tokens.login_url, tokens.refresh_token)
+        except OAuthError as error:
+            if error.error in DEAD_GRANT_ERRORS:
+                self.vault.delete(record_id)
+                raise NotConnected("Your Salesforce session has ended "
+                                   f"({error.error}). Connect again.") from None
+            raise
+        verify_signature(response, self._client_secret)
+        fresh = tokens.refreshed(response)
+        if self.vault.replace(record_id, current.version, fresh) is None:
+            # Written meanwhile (a lock that expired under a stuck holder): the stored tokens win.
+            latest = self.vault.load(record_id)
+            if latest is None:
+                raise NotConnected("Your Salesforce session has ended. Connect again.")
+            return latest.tokens
+        return fresh
 
     def disconnect(self, record_id: str | None) -> bool:
         """Revoke the refresh token (or the access token) and forget the record.
@@ -457,6 +539,17 @@ def call_with_session(call: Callable[[str, str], T]) -> T:
     Raises NotConnected when the browser has no Salesforce connection or it cannot be refreshed
     (the connection is then removed from the session).
     """
+    return _as_browser_user(lambda service, connection: service.call(connection, call))
+
+
+def with_session_tokens(use: Callable[[Connection, TokenSet], T]) -> T:
+    """Run `use(connection, tokens)` as the browser's user, refreshing once if needed (e.g. the
+    identity service's 403 Bad_OAuth_Token, raised as InvalidSession). NotConnected as above."""
+    return _as_browser_user(lambda service, connection: service.with_tokens(
+        connection, lambda tokens: use(connection, tokens)))
+
+
+def _as_browser_user(run: Callable[[TokenService, Connection], T]) -> T:
     from flask import current_app, session
 
     connection = Connection.from_session(session.get("sf"))
@@ -464,7 +557,7 @@ def call_with_session(call: Callable[[str, str], T]) -> T:
         raise NotConnected()
     service: TokenService = current_app.extensions["sfconnect.tokens"]
     try:
-        return service.call(connection, call)
+        return run(service, connection)
     except NotConnected:
         session.pop("sf", None)
         raise

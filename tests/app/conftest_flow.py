@@ -124,3 +124,35 @@ class Relay:
 
     def shutdown(self) -> None:
         self.server.shutdown()
+
+
+def connect(start_app, org, **overrides):
+    """Start the app against `org` and sign a fresh browser in as Ada Admin: (running, http)."""
+    running = start_app(org, **overrides)
+    http = requests.Session()
+    signed = sign_in(http, running.url)
+    assert signed.response.url == running.url + "/", signed.response.text
+    return running, http
+
+
+def token_set(running, http: requests.Session):
+    """The TokenSet the app holds for this browser, read through the app's own stores."""
+    sid = http.cookies.get("sfconnect_session")
+    interface = running.app.session_interface
+    store_id = f"sfconnect:session:{sid}"
+    data = None
+    if hasattr(interface, "cache"):
+        data = interface.cache.get(store_id)
+    else:
+        raw = interface.client.get(store_id)
+        data = interface.serializer.decode(raw) if raw else None
+    assert data and "sf" in data, "the browser is not connected"
+    record = running.app.extensions["sfconnect.tokens"].vault.load(data["sf"]["token_record"])
+    assert record is not None
+    return record.tokens
+
+
+def logout_csrf(page_html: str) -> str:
+    """The csrf_token of the page's logout form."""
+    return lxml.html.fromstring(page_html).xpath(
+        "//form[@class='logout-form']//input[@name='csrf_token']/@value")[0]
