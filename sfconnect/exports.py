@@ -10,7 +10,8 @@ records there are, and a browser that goes away stops the queryMore loop at the 
 
 CSV columns: a streamed file cannot go back to widen its header, so the columns are the SELECT
 list's plus the fields the first batch carries; a field that only later batches carry is left out.
-A child subquery is one CSV column holding the JSON text of its REST-shaped records.
+A child subquery is one CSV column, headed "<relationship> (JSON)", holding the JSON text of its
+REST-shaped records (an array; empty when the record has none).
 A fault before the first byte is a 400 JSON error; a fault after it (e.g. an expired query
 locator) cannot change the status any more: JSON then ends with an "error" member, CSV with a last
 line starting "#error".
@@ -18,17 +19,18 @@ line starting "#error".
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from flask import (
     Blueprint,
     Flask,
     Response,
+    copy_current_request_context,
     current_app,
     jsonify,
     redirect,
@@ -86,15 +88,33 @@ def _download_name(soql: str, first: QueryBatch, extension: str) -> str:
 
 
 def _batches(first: QueryBatch, batch_size: int) -> Iterator[QueryBatch]:
-    """The first batch, then each queryMore batch as it arrives, to the end."""
+    """The first batch, then each queryMore batch as it arrives, to the end.
+
+    The next batch is fetched while the caller writes out the current one (one worker thread,
+    at most one batch ahead), so Salesforce's time and ours overlap instead of adding up. When
+    the client goes away the generator is closed: no further batch is asked for (the one in
+    flight, if any, is dropped when it arrives).
+    """
     client = _client()
-    batch = first
-    yield batch
-    while not batch.done and batch.query_locator:
-        locator = batch.query_locator
-        batch = _call_with_session(lambda endpoint, session_id, locator=locator: client.query_more(
+
+    def more(locator: str) -> QueryBatch:
+        return _call_with_session(lambda endpoint, session_id: client.query_more(
             client.endpoint(endpoint), session_id, locator, batch_size=batch_size))
-        yield batch
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfconnect-export")
+    try:
+        batch = first
+        while True:
+            upcoming = None
+            if not batch.done and batch.query_locator:
+                # The worker runs in a copy of this request's context (the user's session).
+                upcoming = pool.submit(copy_current_request_context(more), batch.query_locator)
+            yield batch
+            if upcoming is None:
+                return
+            batch = upcoming.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _start(kind: str) -> Response:
@@ -144,27 +164,31 @@ def _json_stream(soql: str, first: QueryBatch, batch_size: int) -> Iterator[str]
     yield "]}"
 
 
+class _Chunks(list):
+    """A csv.writer target that collects what is written (cheaper than a StringIO per batch)."""
+
+    write = list.append
+
+
 def _csv_stream(soql: str, first: QueryBatch, batch_size: int) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    chunks = _Chunks()
+    writer = csv.writer(chunks, lineterminator="\r\n")
     columns = records_module.columns_for(soql, first.records)
-    writer.writerow(columns)
+    writer.writerow(records_module.csv_header(columns, soql))
     if columns == ["COUNT()"]:
         writer.writerow([str(first.size)])
-    yield buffer.getvalue()
+    yield "".join(chunks)
     try:
         for batch in _batches(first, batch_size):
-            buffer.seek(0)
-            buffer.truncate()
+            chunks.clear()
             writer.writerows(records_module.csv_rows(columns, batch.records))
-            yield buffer.getvalue()
+            yield "".join(chunks)
     except (SalesforceFault, UpstreamError, NotConnected) as exc:
         log.warning("export stopped: %s", type(exc).__name__)
         described = _describe(exc)
-        buffer.seek(0)
-        buffer.truncate()
+        chunks.clear()
         writer.writerow([f"#error {described['error']}", described["message"]])
-        yield buffer.getvalue()
+        yield "".join(chunks)
 
 
 def _describe(exc: Exception) -> dict:

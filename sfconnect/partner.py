@@ -44,6 +44,10 @@ _PARSERS = threading.local()  # lxml parsers must not be shared between threads
 _VERSION_IN_ADDRESS = re.compile(r"/Soap/[uc]/(\d+\.\d+)")
 _SESSION_ID_TEXT = re.compile(r"(<(?:[\w.-]+:)?sessionId>)[^<]*(</)")
 _SERVICE = "partner"
+# Characters XML 1.0 cannot carry: no SOAP request can hold them, so no call is sent at all.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_XML_FAULTS = {"query": "MALFORMED_QUERY", "queryAll": "MALFORMED_QUERY",
+                   "queryMore": "INVALID_QUERY_LOCATOR", "describeSObject": "INVALID_TYPE"}
 
 
 @dataclass
@@ -196,6 +200,15 @@ class PartnerClient:
     def _call(self, endpoint: str, session_id: str, operation: str, *args: object,
               batch_size: int | None = None) -> etree._Element:
         """Send one operation with this caller's headers; return the reply's body element."""
+        for arg in args:
+            bad = _NOT_XML.search(arg) if isinstance(arg, str) else None
+            if bad:
+                row = arg.count("\n", 0, bad.start()) + 1
+                column = bad.start() - (arg.rfind("\n", 0, bad.start()) + 1) + 1
+                raise SalesforceFault(_NOT_XML_FAULTS.get(operation, "INVALID_INPUT"),
+                                      f"The input holds a character XML cannot carry "
+                                      f"(U+{ord(bad.group()):04X}); nothing was sent to "
+                                      "Salesforce.", row, column)
         headers = [self._session_header(sessionId=session_id)]
         if batch_size:
             headers.append(self._query_options(batchSize=int(batch_size)))

@@ -17,6 +17,8 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter, itemgetter, methodcaller
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSI_NIL = f"{{{XSI}}}nil"
@@ -223,7 +225,7 @@ def _kind(element) -> str:  # noqa: ANN001
 
 
 def _flatten(record, prefix: str, paths: list, values: list,  # noqa: ANN001
-             wanted: set[str] | None) -> None:
+             wanted: set[str] | None, elements: list | None = None) -> None:
     """Append each field's dotted path and value (str, None or _Child) in document order.
 
     `wanted` holds the lowercased paths asked for (None: all). An Id element that appears once
@@ -252,19 +254,26 @@ def _flatten(record, prefix: str, paths: list, values: list,  # noqa: ANN001
         if text and not (text[0] in " \n\r\t" and text.isspace()):
             paths.append(prefix + name if prefix else name)
             values.append(text)
+            if elements is not None:
+                elements.append(element)
             continue
         kind = _kind(element)
         if kind == "field":
             paths.append(prefix + name if prefix else name)
             values.append(None if _is_nil(element) else text or "")
         elif kind == "parent":
-            _flatten(element, (prefix + name if prefix else name) + ".", paths, values, wanted)
+            _flatten(element, (prefix + name if prefix else name) + ".", paths, values, wanted,
+                     elements)
+            continue
         elif kind == "child":
             paths.append(prefix + name if prefix else name)
             values.append(_Child(element))
         else:
             paths.append(prefix + name if prefix else name)
             values.append(_compound_text(element))
+        if elements is not None:
+            # A value read from the element's text can take the fast path; others cannot.
+            elements.append(element if kind == "field" else None)
 
 
 def _id_twice(record) -> bool:  # noqa: ANN001
@@ -286,6 +295,97 @@ def _compound_text(element) -> str:  # noqa: ANN001
 
 def _child_records(element) -> list:  # noqa: ANN001
     return [r for r in element if isinstance(r.tag, str) and _name(r.tag) == "records"]
+
+
+# --------------------------------------------------------------------------------------------
+# The fast path. Most queries give every record the same structure, and every value is the text
+# of one element. So records are grouped by their structure (the tags of all their elements, in
+# document order): the first record of a structure is flattened the careful way above, which says
+# which element holds each column's value, and every other record of that structure is read by
+# position with an itemgetter, all in C. Structures with child subqueries or compound fields
+# (values that are not one element's text) stay on the careful path.
+
+_MISSING = object()
+_TAG = attrgetter("tag")
+_ITER = methodcaller("iter")
+_TEXT = attrgetter("text")
+
+
+class _Plans:
+    """Per record structure: where each column's value is, or None (the careful path)."""
+
+    def __init__(self, index: dict[str, int], wanted: set[str] | None) -> None:
+        self.index = index  # lowercased path -> column
+        self.wanted = wanted
+        self.width = max(index.values(), default=-1) + 1
+        self._plans: dict[tuple, object] = {}
+
+    def values(self, record) -> tuple | None:  # noqa: ANN001
+        """The record's column values (text, or None where the element has none), or None."""
+        elements = list(record.iter())
+        key = tuple(map(_TAG, elements))
+        plan = self._plans.get(key, _MISSING)
+        if plan is _MISSING:
+            plan = self._plans[key] = self._plan(record, elements)
+        if plan is None:
+            return None
+        texts = list(map(_TEXT, elements))
+        texts.append(None)  # where a column without a value points
+        return plan(texts)
+
+    def batch(self, records: Sequence) -> list | None:
+        """Every record's values, reading the whole batch in a few C-level passes; None when
+        some record needs the careful path (then call `values` per record).
+
+        The elements of all records are listed at once and split where each record starts, so
+        the work per record is a slice, a dict lookup and an itemgetter call.
+        """
+        if not len(records):
+            return []
+        root = records[0].tag
+        elements = list(chain.from_iterable(map(_ITER, records)))
+        tags = list(map(_TAG, elements))
+        starts = [i for i, tag in enumerate(tags) if tag == root]
+        if len(starts) != len(records):
+            return None  # nested records (child subqueries)
+        texts = list(map(_TEXT, elements))
+        starts.append(len(tags))
+        plans = self._plans
+        rows = []
+        for record, start, end in zip(records, starts, starts[1:], strict=False):
+            key = tuple(tags[start:end])
+            plan = plans.get(key, _MISSING)
+            if plan is _MISSING:
+                plan = plans[key] = self._plan(record, elements[start:end])
+            if plan is None:
+                return None
+            values = texts[start:end]
+            values.append(None)  # where a column without a value points
+            rows.append(plan(values))
+        return rows
+
+    def _plan(self, record, elements: list):  # noqa: ANN001, ANN202
+        if len(self._plans) > 256:
+            self._plans.clear()  # a query with ever new structures: keep memory bounded
+        paths: list = []
+        values: list = []
+        found: list = []
+        _flatten(record, "", paths, values, self.wanted, found)
+        position = {id(element): i for i, element in enumerate(elements)}
+        columns = [len(elements)] * self.width
+        for path, element in zip(paths, found, strict=True):
+            column = self.index.get(path.lower(), -1)
+            if column < 0:
+                continue
+            if element is None:
+                return None  # a child subquery or a compound field
+            columns[column] = position[id(element)]
+        if self.width == 0:
+            return lambda texts: ()
+        if self.width == 1:
+            only = columns[0]
+            return lambda texts: (texts[only],)
+        return itemgetter(*columns)
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,6 +505,20 @@ def columns_for(soql: str, records: Sequence) -> list[str]:
     return [columns.names[key] for key in columns.visible()]
 
 
+CHILD_CSV_SUFFIX = " (JSON)"
+
+
+def csv_header(columns: Sequence[str], soql: str) -> list[str]:
+    """The CSV header for `columns`: a child subquery's column says it holds JSON.
+
+    "Contacts" becomes "Contacts (JSON)": its cells are the JSON text of the REST-shaped child
+    records (see `csv_rows`), and the header is where a reader of the file learns that.
+    """
+    children = {column.path.lower() for column in parse_select(soql).columns
+                if column.child is not None}
+    return [name + CHILD_CSV_SUFFIX if name.lower() in children else name for name in columns]
+
+
 # --------------------------------------------------------------------------------------------
 # REST-shaped records and CSV rows
 
@@ -493,8 +607,9 @@ def _child_json(child: _Child) -> str:
                       separators=(",", ":"))
 
 
-def csv_rows(columns: Sequence[str], records: Iterable) -> list[list[str]]:
-    """The CSV cells of each record under dotted `columns` (from `columns_for`); null is "".
+def csv_rows(columns: Sequence[str], records: Iterable) -> list[Sequence[str | None]]:
+    """The CSV cells of each record under dotted `columns` (from `columns_for`); null is None,
+    which `csv.writer` writes as an empty cell.
 
     A child subquery's cell is the JSON text of its REST-shaped records list, so the CSV keeps
     one row per record and the children are all there. Fields not in `columns` are left out.
@@ -502,9 +617,18 @@ def csv_rows(columns: Sequence[str], records: Iterable) -> list[list[str]]:
     index = {column.lower(): i for i, column in enumerate(columns)}
     wanted = set(index)
     width = len(columns)
+    plans = _Plans(index, wanted)
+    records = records if isinstance(records, Sequence) else list(records)
+    fast_batch = plans.batch(records)
+    if fast_batch is not None:
+        return fast_batch
     placements: dict[tuple, list] = {}
-    rows = []
+    rows: list = []
     for record in records:
+        fast = plans.values(record)
+        if fast is not None:
+            rows.append(fast)  # csv writes None as an empty cell
+            continue
         paths: list = []
         values: list = []
         _flatten(record, "", paths, values, wanted)
@@ -512,7 +636,7 @@ def csv_rows(columns: Sequence[str], records: Iterable) -> list[list[str]]:
         placement = placements.get(layout)
         if placement is None:
             placement = placements[layout] = [index.get(path.lower(), -1) for path in layout]
-        row = [""] * width
+        row: list = [None] * width
         for i, value in zip(placement, values, strict=True):
             if i >= 0 and value is not None:
                 row[i] = _child_json(value) if value.__class__ is _Child else value
@@ -520,6 +644,6 @@ def csv_rows(columns: Sequence[str], records: Iterable) -> list[list[str]]:
     return rows
 
 
-def csv_row(columns: Sequence[str], record) -> list[str]:  # noqa: ANN001
+def csv_row(columns: Sequence[str], record) -> Sequence[str | None]:  # noqa: ANN001
     """The CSV cells of one record under dotted `columns`; see `csv_rows`."""
     return csv_rows(columns, [record])[0]

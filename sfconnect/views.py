@@ -3,6 +3,7 @@ error handler per kind of error, each rendering error.html (or the query page, f
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import perf_counter
 
 from authlib.integrations.base_client import OAuthError
@@ -12,6 +13,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -21,7 +23,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from . import records
+from . import records, workbench
 from .errors import InvalidSession, NotConnected, SalesforceFault, UntrustedHost, UpstreamError
 from .oauth import MAX_SOQL
 from .tokens import Connection, call_with_session
@@ -29,16 +31,8 @@ from .tokens import Connection, call_with_session
 bp = Blueprint("views", __name__)
 log = logging.getLogger(__name__)
 
-# Records per page: the partner API's largest batch, so a page costs one API call.
-PAGE_SIZE = 2000
-EXAMPLE_QUERIES = (
-    ("Contacts with their account", "SELECT Id, FirstName, LastName, Email, Account.Name "
-     "FROM Contact ORDER BY LastName LIMIT 50"),
-    ("Accounts with their contacts", "SELECT Name, Industry, (SELECT LastName, Email FROM "
-     "Contacts) FROM Account ORDER BY Name LIMIT 20"),
-    ("Opportunities by stage", "SELECT StageName, COUNT(Id) deals, SUM(Amount) total "
-     "FROM Opportunity GROUP BY StageName"),
-)
+_DESCRIBE = "describe"  # the session's describe cache: {"owner", "global", "objects"}
+_HISTORY = "history"  # the session's recent queries, newest first
 
 
 def _single(name: str) -> str | None:
@@ -52,6 +46,32 @@ def _connection() -> Connection | None:
     return Connection.from_session(session.get("sf"))
 
 
+def _options() -> workbench.RecentQuery:
+    """The SOQL form as submitted: the query, "include deleted" and the batch size."""
+    soql = (_single("q") or "").strip()
+    return workbench.RecentQuery(soql, workbench.flag(_single("all")),
+                                 workbench.batch_size(_single("batch")))
+
+
+def _query_url(options: workbench.RecentQuery, **extra: object) -> str:
+    """The URL of the results page for `options` (plus a locator and start, when paging)."""
+    args: dict[str, object] = {"q": options.soql}
+    if options.include_deleted:
+        args["all"] = "1"
+    if options.batch_size != workbench.DEFAULT_BATCH_SIZE:
+        args["batch"] = options.batch_size
+    return url_for("views.query", **args, **extra)
+
+
+def _form_context(options: workbench.RecentQuery) -> dict[str, object]:
+    """What the SOQL form shows: the options, examples and the session's recent queries."""
+    recent = workbench.history(session.get(_HISTORY))
+    return {"soql": options.soql, "include_deleted": options.include_deleted,
+            "batch_size": options.batch_size, "batch_choices": workbench.BATCH_SIZE_CHOICES,
+            "examples": workbench.EXAMPLE_QUERIES,
+            "history": [(entry, _query_url(entry)) for entry in recent]}
+
+
 @bp.get("/")
 def index():  # noqa: ANN201
     """Not connected: the Connect button. Connected: who you are and the SOQL form."""
@@ -60,16 +80,24 @@ def index():  # noqa: ANN201
     if connection is None:
         soql = soql if len(soql) <= MAX_SOQL else ""
         return render_template("index.html", soql=soql)
-    return render_template("index.html", soql=soql or EXAMPLE_QUERIES[0][1],
-                           examples=EXAMPLE_QUERIES)
+    options = _options()
+    context = _form_context(options)
+    context["soql"] = soql or workbench.EXAMPLE_QUERIES[0][1]
+    return render_template("index.html", **context)
 
 
 @bp.get("/query")
 def query():  # noqa: ANN201
-    """Run SOQL through the partner API and show one batch, with a link to the next."""
+    """Run SOQL (or queryAll) through the partner API and show one batch, with a link to the next.
+
+    Paging: the query locator travels in the Next link (a locator is not a secret; the token never
+    leaves the server). A locator that expired or was used up answers with a page that offers to
+    run the query again.
+    """
     if _connection() is None:
         return redirect(url_for("views.index"))
-    soql = (_single("q") or "").strip()
+    options = _options()
+    soql = options.soql
     if not soql:
         return redirect(url_for("views.index"))
     if len(soql) > MAX_SOQL:
@@ -79,20 +107,116 @@ def query():  # noqa: ANN201
     start = _int(_single("start"), 0)
     partner = current_app.extensions["sfconnect.partner"]
     began = perf_counter()
-    if locator:
-        batch = call_with_session(lambda endpoint, sid: partner.query_more(
-            endpoint, sid, locator, batch_size=PAGE_SIZE))
-    else:
-        batch = call_with_session(lambda endpoint, sid: partner.query(
-            endpoint, sid, soql, batch_size=PAGE_SIZE))
+    try:
+        if locator:
+            batch = call_with_session(lambda endpoint, sid: partner.query_more(
+                endpoint, sid, locator, batch_size=options.batch_size))
+        else:
+            batch = call_with_session(lambda endpoint, sid: partner.query(
+                endpoint, sid, soql, batch_size=options.batch_size,
+                include_deleted=options.include_deleted))
+    except SalesforceFault as fault:
+        if locator and fault.code == "INVALID_QUERY_LOCATOR":
+            # Not a dead end: the query can always run again from its first record.
+            return render_template("query.html", **_form_context(options), table=None,
+                                   expired=fault, start=start, rerun_url=_query_url(options)), 410
+        raise
     elapsed_ms = (perf_counter() - began) * 1000
-    table = records.table_for(soql, batch.records)
+    if not locator:
+        session[_HISTORY] = workbench.remember(session.get(_HISTORY), options)
+    table = records.table_for(soql, batch.records, size=batch.size)
     shown = len(batch.records)
+    next_url = None
+    if not batch.done and batch.query_locator:
+        next_url = _query_url(options, locator=batch.query_locator, start=start + shown)
+    export_args: dict[str, object] = {"q": soql}
+    if options.include_deleted:
+        export_args["all"] = "1"
+    if options.batch_size != workbench.DEFAULT_BATCH_SIZE:
+        export_args["batch"] = options.batch_size
     return render_template(
-        "query.html", soql=soql, table=table, size=batch.size, shown=shown, start=start,
-        elapsed_ms=elapsed_ms, next_locator=None if batch.done else batch.query_locator,
-        next_start=start + shown, exports=_has_exports(),
+        "query.html", **_form_context(options), table=table, size=batch.size, shown=shown,
+        start=start, elapsed_ms=elapsed_ms, next_url=next_url,
+        next_count=min(batch.size - start - shown, options.batch_size),
+        rerun_url=_query_url(options) if locator else None,
+        exports=export_args if _has_exports() else None,
     )
+
+
+def _json_error(status: int, code: str, message: str):  # noqa: ANN202
+    response = jsonify({"error": code, "message": message})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _describe_cache(connection: Connection) -> dict:
+    # Keyed by who is connected, so a cache never outlives a change of user or org.
+    owner = f"{connection.organization_id}/{connection.user_id}"
+    cache = session.get(_DESCRIBE)
+    if not isinstance(cache, dict) or cache.get("owner") != owner:
+        cache = {"owner": owner, "global": None, "objects": {}}
+    return cache
+
+
+def _describe(connection: Connection | None, fetch: Callable[[str, str], object]):  # noqa: ANN202
+    """Run a describe call for a JSON endpoint: errors become JSON, never a page."""
+    if connection is None:
+        return None, _json_error(401, "NOT_CONNECTED", "Connect to Salesforce first.")
+    try:
+        return call_with_session(fetch), None
+    except NotConnected:
+        return None, _json_error(401, "NOT_CONNECTED", "Your Salesforce session has ended.")
+    except InvalidSession as error:
+        return None, _json_error(502, error.code, error.message)
+    except SalesforceFault as fault:
+        status = 404 if fault.code == "INVALID_TYPE" else 400
+        return None, _json_error(status, fault.code, fault.message)
+    except UpstreamError as error:
+        return None, _json_error(502, f"{error.service}_unavailable", error.detail)
+
+
+@bp.get("/describe")
+def describe_global():  # noqa: ANN201
+    """The queryable objects (describeGlobal), for SOQL suggestions; cached in the session."""
+    connection = _connection()
+    cache = _describe_cache(connection) if connection else None
+    if cache and cache.get("global") is not None:
+        return _describe_json({"sobjects": cache["global"]})
+    partner = current_app.extensions["sfconnect.partner"]
+    reply, error = _describe(connection, lambda endpoint, sid: partner.describe_global(
+        endpoint, sid))
+    if error is not None:
+        return error
+    cache["global"] = workbench.global_objects(reply)
+    session[_DESCRIBE] = cache
+    return _describe_json({"sobjects": cache["global"]})
+
+
+@bp.get("/describe/<sobject>")
+def describe_sobject(sobject: str):  # noqa: ANN201
+    """The fields and child relationships of one object (describeSObject); cached per session."""
+    if not workbench.is_sobject_name(sobject):
+        return _json_error(404, "INVALID_TYPE", f"'{sobject}' is not an sObject name.")
+    connection = _connection()
+    cache = _describe_cache(connection) if connection else None
+    if cache and sobject.lower() in cache["objects"]:
+        return _describe_json(cache["objects"][sobject.lower()])
+    partner = current_app.extensions["sfconnect.partner"]
+    reply, error = _describe(connection, lambda endpoint, sid: partner.describe_sobject(
+        endpoint, sid, sobject))
+    if error is not None:
+        return error
+    described = workbench.object_fields(reply)
+    cache["objects"] = workbench.cache_described(cache["objects"], sobject, described)
+    session[_DESCRIBE] = cache
+    return _describe_json(described)
+
+
+def _describe_json(body: dict):  # noqa: ANN202
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.get("/healthz")
@@ -125,13 +249,17 @@ def _error_page(status: int, code: str, message: str, title: str = "Something we
 def on_salesforce_fault(fault: SalesforceFault):  # noqa: ANN201
     """A SOQL fault: its code, message and row/column, the SOQL kept in the form; 400."""
     if request.endpoint == "views.query":
-        soql = (request.args.get("q") or "")[:MAX_SOQL]
-        return render_template("query.html", soql=soql, fault=fault, table=None), 400
+        options = workbench.RecentQuery((request.args.get("q") or "").strip()[:MAX_SOQL],
+                                        workbench.flag(request.args.get("all")),
+                                        workbench.batch_size(request.args.get("batch")))
+        return render_template("query.html", **_form_context(options), fault=fault,
+                               table=None), 400
     return _error_page(400, fault.code, fault.message, "Salesforce refused the request")
 
 
 def on_invalid_session(error: InvalidSession):  # noqa: ANN201
     """INVALID_SESSION_ID even with a freshly refreshed token: an error, not a loop."""
+    log.warning("session refused again after a refresh (%s)", error.code)
     return _error_page(502, error.code, "Salesforce refused the session, even with a new "
                        "token: " + error.message, "Salesforce refused the session")
 

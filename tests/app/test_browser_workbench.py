@@ -1,0 +1,96 @@
+"""The workbench in a real browser (Playwright driving Debian's Chromium): suggestions while typing,
+an export from the query page with its progress bar run to the end, and one cancelled."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import start_org
+from conftest_flow import counters
+from playwright.sync_api import expect
+from test_browser import _app_problems, browser, page, sign_in  # noqa: F401 - fixtures
+
+CONTACTS = 20_000
+
+
+@pytest.fixture(scope="module")
+def org():
+    running = start_org(contact_count=CONTACTS)
+    yield running
+    running.server.shutdown()
+
+
+def live(org) -> int:
+    return sum(1 for r in org.state.data.records("Contact") if not r.get("IsDeleted"))
+
+
+def run_query(page, soql: str) -> None:  # noqa: F811 - the page fixture
+    page.get_by_label("SOQL query").fill(soql)
+    page.get_by_role("button", name="Run query").click()
+    page.wait_for_url(re.compile(r".*/query\?q=.*"))
+
+
+def test_suggestions_export_with_progress_to_the_end(page, start_app, org, tmp_path):  # noqa: F811
+    running = start_app(org)
+    sign_in(page, running, org)
+
+    # Objects after FROM, then the fields of the FROM object, then a parent's fields.
+    field = page.get_by_label("SOQL query")
+    field.fill("SELECT Id FROM Con")
+    expect(page.locator("#soql-suggestions li").first).to_contain_text("Contact")
+    field.press("Enter")  # takes the suggestion, does not run the query
+    expect(field).to_have_value("SELECT Id FROM Contact")
+    field.fill("SELECT Id, Acc FROM Contact")
+    field.evaluate("el => el.setSelectionRange(14, 14)")  # after "Acc"
+    field.press("o")
+    expect(page.locator("#soql-suggestions")).to_contain_text("AccountId")
+    expect(page.locator("#soql-suggestions")).to_contain_text("Account.")
+    page.locator("#soql-suggestions li", has_text="Account.").first.click()
+    expect(page.locator("#soql-suggestions")).to_contain_text("Name")
+    field.press("Escape")
+    expect(page.locator("#soql-suggestions")).to_be_hidden()
+
+    run_query(page, "SELECT Id, FirstName, LastName, Email, Phone, Account.Name FROM Contact")
+    total = live(org)
+    expect(page.locator(".record-count")).to_have_text(f"{total:,}")
+    with page.expect_download(timeout=60_000) as download_info:
+        page.locator("a.export-link", has_text="CSV").click()
+        expect(page.locator("#export-progress")).to_be_visible()
+    download = download_info.value
+    assert re.fullmatch(r"Contact-\d{8}-\d{4}\.csv", download.suggested_filename)
+    expect(page.locator(".export-status")).to_have_text(
+        f"Done: {total:,} records saved as {download.suggested_filename}")
+    assert page.locator("#export-bar").evaluate("el => [el.value, el.max]") == [total, total]
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert len(saved.read_text(encoding="utf-8").splitlines()) == total + 1
+    assert _app_problems(page, running) == [], page.problems
+
+
+def test_cancelling_an_export_stops_the_query_more_loop(page, start_app, org):  # noqa: F811
+    running = start_app(org)
+    sign_in(page, running, org)
+    run_query(page, "SELECT Id, LastName, Account.Name FROM Contact")
+    page.select_option("#batch", "200")
+    page.get_by_role("button", name="Run query").click()
+    page.wait_for_url(re.compile(r".*batch=200.*"))
+    # Exports take the page's query and batch size: 100 batches, long enough to cancel.
+    assert "batch=200" in page.locator("a.export-link", has_text="CSV").get_attribute("href")
+    before = counters(org).get("soap.queryMore", 0)
+    page.locator("a.export-link", has_text="CSV").click()
+    expect(page.locator(".export-status")).to_contain_text(re.compile(r"[1-9][\d,]* of "))
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator(".export-status")).to_contain_text("Cancelled")
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    # The server stops asking for batches: the count settles well below the whole query.
+    settled = None
+    for _ in range(40):
+        now = counters(org).get("soap.queryMore", 0)
+        if now == settled:
+            break
+        settled = now
+        page.wait_for_timeout(250)
+    batches = -(-live(org) // 200)
+    assert settled - before < batches - 1
+    page.wait_for_timeout(500)
+    assert counters(org).get("soap.queryMore", 0) == settled
