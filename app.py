@@ -15,29 +15,93 @@ from dotenv import load_dotenv
 import sfconnect
 
 DEFAULT_REDIRECT_URI = "http://localhost:5000/oauth/callback"
+DEMO_USER = ("admin@devorg.local", "Welcome1!")  # a seeded user of the local org
 
 
-def start_local_org(redirect_uri: str, host: str = "127.0.0.1", port: int = 5001) -> dict:
-    """Start devorg in a background thread, register this app with it, return the settings."""
+def start_local_org(redirect_uri: str, host: str = "127.0.0.1", port: int = 5001,
+                    quiet: bool = False) -> dict:
+    """Start devorg in a background thread, register this app with it, return the settings.
+
+    The registered app also has a certificate (its key in a temporary file, SF_JWT_KEY_FILE) and
+    an integration user, so `flask sf token` can run every flow against it.
+    """
+    return _start_local_org(redirect_uri, host, port, quiet)[0]
+
+
+def _start_local_org(redirect_uri: str, host: str, port: int, quiet: bool) -> tuple[dict, object]:
     import devorg  # only here: the local org is a stand-in, not part of the application
 
+    key_file, certificate = _demo_jwt_key()
     client = devorg.ClientApp(
         client_id="3MVG9local" + secrets.token_hex(16),
         client_secret=secrets.token_hex(32),
         name="sfconnect (local demo)",
         redirect_uris=[redirect_uri],
+        integration_username="integration@devorg.local",
+        certificate_pem=certificate,
     )
     config = devorg.OrgConfig(clients=[client])
-    server = devorg.serve_in_thread(devorg.create_app(config), host=host, port=port)
-    print(f"No SF_CLIENT_ID configured: using the local org at {server.url}")
-    print("  sign in as one of:")
-    for user in config.users:
-        print(f"    {user.username}  password: {user.password}")
+    org_app = devorg.create_app(config)
+    server = devorg.serve_in_thread(org_app, host=host, port=port)
+    if not quiet:
+        print(f"No SF_CLIENT_ID configured: using the local org at {server.url}")
+        print("  sign in as one of:")
+        for user in config.users:
+            print(f"    {user.username}  password: {user.password}")
     return {
         "SF_LOGIN_URL": server.url,
         "SF_CLIENT_ID": client.client_id,
         "SF_CLIENT_SECRET": client.client_secret,
-    }
+        "SF_JWT_KEY_FILE": key_file,
+        "SF_USERNAME": DEMO_USER[0],
+    }, devorg.org_of(org_app)
+
+
+def _demo_jwt_key() -> tuple[str, str]:
+    """A fresh RSA key (written to a private temporary file) and its self-signed certificate."""
+    import atexit
+    import datetime
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfconnect local demo")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+                   .sign(key, hashes.SHA256()))
+    fd, path = tempfile.mkstemp(prefix="sfconnect-jwt-", suffix=".pem")  # mode 0600
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return path, certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def create_app():  # noqa: ANN201 - a Flask app
+    """The factory the flask CLI finds (`FLASK_APP=app flask sf token ...`): the configured org,
+    or with no SF_CLIENT_ID the local org on a free port, with demo credentials for every flow."""
+    load_dotenv()
+    settings: dict[str, str] = {}
+    demo = None
+    if not os.environ.get("SF_CLIENT_ID"):
+        redirect_uri = os.environ.get("SF_REDIRECT_URI", DEFAULT_REDIRECT_URI)
+        local, org = _start_local_org(redirect_uri, "127.0.0.1", 0, quiet=True)
+        settings.update(local)
+        admin = org.data.user_by_username(DEMO_USER[0])
+        issued = org.tokens.issue(local["SF_CLIENT_ID"], admin["Id"], "api refresh_token",
+                                  with_refresh=True)
+        demo = {"username": DEMO_USER[0], "password": DEMO_USER[1],
+                "refresh_token": issued.refresh_token, "login_url": local["SF_LOGIN_URL"]}
+    app = sfconnect.create_app(settings)
+    app.config["SFCONNECT_LOCAL_ORG_DEMO"] = demo
+    return app
 
 
 def main() -> None:

@@ -1,0 +1,479 @@
+"""The trace of the flow: every outbound exchange of the current browser session, secrets masked.
+
+`sfconnect.http` tells `observe` about each exchange of any outbound session; inside a request of
+a browser session the exchange is masked at once (sfconnect.redaction), named after the step of
+the flow it belongs to (from its purpose and URL path, so no call site knows about the trace) and
+buffered in `flask.g`; after the request the buffer is appended to the session's trace. Outside a
+request (the CLI, start-up) nothing is recorded. The steps the app controls in the browser (the
+authorization redirect, the callback) are recorded as entries of their own, and so are the checks
+between exchanges (the token response's signature, the endpoint chosen from the identity).
+
+The trace lives server-side next to the token records, in the same kind of store (a file per trace,
+or a Redis hash), encrypted with the token key because it holds the user's records; the session
+keeps only its random id. It keeps the last 100 entries and is deleted at logout.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+from cryptography.fernet import Fernet, InvalidToken
+from flask import Flask, Response, current_app, g, has_request_context, request, session
+
+from . import redaction
+from .http import observe_exchanges
+from .settings import Settings
+from .tokens import FileTokenStore, RedisTokenStore, SignatureMismatch, verify_signature
+
+SESSION_KEY = "flow_trace"  # the session's trace id
+URLS_KEY = "identity_urls"  # the identity service's `urls`, for the endpoints panel
+LIMIT = 100  # entries kept per trace
+BODY_LIMIT = 64 * 1024  # characters of a body kept in an entry
+
+# Every step of the flow: what it is for, and the rule it follows.
+STEPS: dict[str, str] = {
+    "authorization request": (
+        "The app answers Connect with a redirect that sends the browser to Salesforce's "
+        "/services/oauth2/authorize with response_type=code, its client_id, the registered "
+        "redirect_uri, the scope, a one-time state and a PKCE code_challenge. RFC 6749 §4.1.1 "
+        "defines the request; RFC 7636 §4.3 adds code_challenge (S256: BASE64URL(SHA256("
+        "code_verifier))), so a stolen code is useless without the verifier. Salesforce documents "
+        "the parameters in \"OAuth 2.0 Web Server Flow for Web App Integration\"."),
+    "sign-in and consent at Salesforce": (
+        "The browser is at Salesforce: the user signs in and allows the scopes on the consent "
+        "page (RFC 6749 §4.1, steps B and C). The app sees none of it, and no password ever "
+        "reaches it; Salesforce skips the consent page once the user has approved the app."),
+    "callback": (
+        "Salesforce sends the browser back to the redirect_uri with a code and the same state "
+        "(RFC 6749 §4.1.2). The app first checks the state against the one kept in the "
+        "server-side session (RFC 6749 §10.12, against cross-site request forgery); the code is "
+        "single-use and lives 15 minutes at Salesforce."),
+    "token request": (
+        "Server to server, the app POSTs the code to /services/oauth2/token with "
+        "grant_type=authorization_code, the same redirect_uri, its client_id and client_secret, "
+        "and the PKCE code_verifier (RFC 6749 §4.1.3, RFC 7636 §4.5). The secret and the "
+        "verifier never pass through the browser."),
+    "token response": (
+        "Salesforce answers with access_token, refresh_token (with the refresh_token scope), "
+        "instance_url, id (the identity URL), issued_at and signature (RFC 6749 §5.1 and "
+        "Salesforce's additions). The tokens go into the app's encrypted token record; the "
+        "browser's cookie holds only an opaque session id."),
+    "signature check": (
+        "Salesforce signs the token response: signature = Base64(HMAC-SHA256(client_secret, "
+        "id + issued_at)). The app recomputes it in constant time and refuses a response that "
+        "does not match (Salesforce's web server flow documentation, \"signature\"), so the id "
+        "URL it is about to call really came from Salesforce for this app."),
+    "identity request": (
+        "The app GETs the id URL with Authorization: Bearer and the access token (RFC 6750) to "
+        "learn who signed in and where the org serves its APIs (Salesforce's \"Identity URLs\"). "
+        "A dead token is answered with 403 Bad_OAuth_Token, not 401."),
+    "endpoint chosen with {version} filled": (
+        "The identity response lists the org's endpoints in urls with a literal {version}; the "
+        "app fills in its API version (its partner WSDL's, or SF_API_VERSION) and checks the "
+        "host against its trust policy before the token is ever sent there (Salesforce's "
+        "\"Identity URLs\" and SOAP API Developer Guide, \"Log In to the Login Server\")."),
+    "SOAP request": (
+        "SOQL goes to urls.partner as a SOAP envelope built by zeep from the partner WSDL. The "
+        "access token travels as the sessionId of the SessionHeader, not in an HTTP header "
+        "(Salesforce's SOAP API Developer Guide, \"SessionHeader\" and \"query()\")."),
+    "SOAP response": (
+        "A QueryResult: records, size, done, and a queryLocator for queryMore. An expired or "
+        "revoked token is answered with HTTP 500 and the fault INVALID_SESSION_ID, which means "
+        "\"refresh\" (SOAP API Developer Guide, \"API Fault Element\")."),
+    "expired session and refresh": (
+        "After INVALID_SESSION_ID the app trades its refresh token for a new access token at "
+        "/services/oauth2/token with grant_type=refresh_token and its client secret (RFC 6749 "
+        "§6, Salesforce's \"OAuth 2.0 Refresh Token Flow\"), once, then retries the call once. "
+        "With refresh token rotation on, the answer carries a new refresh token as well."),
+    "revoke": (
+        "At logout the app POSTs its refresh token to /services/oauth2/revoke, which ends it and "
+        "every access token issued from it (RFC 7009, Salesforce's \"Revoke OAuth Tokens\"). The "
+        "token record and the trace of the signed-in session are deleted as well."),
+    "REST query": (
+        "The same SOQL through the REST API: GET urls.query (with {version} filled) and ?q=, "
+        "Authorization: Bearer (Salesforce's REST API Developer Guide, \"Query\"). The answer is "
+        "JSON; an expired token gets 401 INVALID_SESSION_ID."),
+}
+# The steps in the order of the flow (the diagram draws them in this order).
+ORDER = tuple(STEPS)
+
+
+def now_iso(epoch: float) -> str:
+    """An epoch time as ISO 8601 with milliseconds and a Z (HAR's startedDateTime)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+# ------------------------------------------------------------------------------------ naming
+
+def step_names(purpose: str, method: str, url: str, form: Mapping[str, str]) -> tuple[str, str]:
+    """(request step, response step) of an exchange, from its purpose and URL path."""
+    path = urlsplit(url).path
+    if path.endswith("/services/oauth2/token"):
+        grant = form.get("grant_type", "")
+        if grant == "authorization_code":
+            return "token request", "token response"
+        if grant == "refresh_token":
+            return "expired session and refresh", "token response"
+        return f"token request ({grant or 'no grant_type'})", "token response"
+    if path.endswith("/services/oauth2/revoke"):
+        return "revoke", "revoke response"
+    if "/services/Soap/" in path:
+        return "SOAP request", "SOAP response"
+    if "/services/data/" in path or purpose == "rest":
+        return "REST query", "REST response"
+    if path.startswith("/id/") or purpose == "identity":
+        return "identity request", "identity response"
+    return f"{purpose} request", f"{purpose} response"
+
+
+def explanation(step: str) -> str:
+    """The two or three sentences on a step (token requests of other grants share one)."""
+    if step.startswith("token request"):
+        return STEPS["token request"]
+    return STEPS.get(step, "")
+
+
+# -------------------------------------------------------------------------------- recording
+
+def _text(data: object) -> str | None:
+    if data is None:
+        return None
+    if isinstance(data, bytes):
+        return data.decode("utf-8", errors="replace")
+    if isinstance(data, str):
+        return data
+    return "(a streamed body, not recorded)"
+
+
+def _cut(text: str | None) -> tuple[str | None, bool]:
+    if text is None or len(text) <= BODY_LIMIT:
+        return text, False
+    return text[:BODY_LIMIT], True
+
+
+def _mime(headers: Mapping[str, str]) -> str:
+    return headers.get("Content-Type", "") or ""
+
+
+def _entry(step: str, **fields: object) -> dict:
+    started = float(fields.pop("started", None) or time.time())
+    entry = {"step": step, "response_step": None, "http": True, "started": started,
+             "started_iso": now_iso(started), "time_ms": 0.0, "method": "GET", "url": "",
+             "request_headers": [], "request_body": None, "request_mime": "",
+             "request_size": 0, "request_truncated": False, "status": 0, "status_text": "",
+             "response_headers": [], "response_body": None, "response_mime": "",
+             "response_size": 0, "response_truncated": False, "note": "", "purpose": ""}
+    entry.update(fields)
+    return entry
+
+
+def exchange_entry(purpose: str, request: requests.PreparedRequest,
+                   response: requests.Response | None, started: float, elapsed: float,
+                   error: BaseException | None) -> dict:
+    """One outbound exchange as a trace entry, every secret masked."""
+    raw_body = _text(request.body) or ""
+    request_mime = _mime(request.headers)
+    form = dict(parse_qsl(raw_body)) if "urlencoded" in request_mime else {}
+    step, response_step = step_names(purpose, request.method or "GET", request.url or "", form)
+    body, cut = _cut(redaction.mask_body(raw_body, request_mime) if raw_body else None)
+    entry = _entry(step, response_step=response_step, purpose=purpose, started=started,
+                   time_ms=round(elapsed * 1000, 1), method=request.method or "GET",
+                   url=redaction.mask_url(request.url or ""),
+                   request_headers=redaction.mask_headers(request.headers.items()),
+                   request_body=body, request_mime=request_mime,
+                   request_size=len(raw_body.encode()), request_truncated=cut)
+    if response is None:
+        entry["note"] = f"No answer: {type(error).__name__}."
+        return entry
+    content = getattr(response, "_content", False)
+    response_text = _text(content) if content is not False else "(streamed, not recorded)"
+    response_mime = _mime(response.headers)
+    # Mask only what can be kept (with room for a secret across the cut): masking is linear in
+    # the body, and a queryMore batch is megabytes (issue 5: exports stream 50 of them a query).
+    masked = (redaction.mask_body(response_text[:BODY_LIMIT + 4096], response_mime)
+              if response_text else None)
+    response_body, response_cut = _cut(masked)
+    response_cut = response_cut or len(response_text or "") > BODY_LIMIT + 4096
+    entry.update(status=response.status_code, status_text=response.reason or "",
+                 response_headers=redaction.mask_headers(response.headers.items()),
+                 response_body=response_body, response_mime=response_mime,
+                 response_size=len(content) if isinstance(content, bytes) else 0,
+                 response_truncated=response_cut)
+    if step == "SOAP request" and b"INVALID_SESSION_ID" in (content or b"")[:4096]:
+        entry["note"] = ("INVALID_SESSION_ID: the access token expired or was revoked; the app "
+                         "refreshes it once and retries.")
+    return entry
+
+
+def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
+    """The checks the app makes right after an exchange: the signature, the endpoint."""
+    if response is None or response.status_code != 200:
+        return []
+    settings: Settings = current_app.extensions["sfconnect.settings"]
+    if entry["response_step"] == "token response":
+        try:
+            token = response.json()
+        except ValueError:
+            return []
+        if not isinstance(token, dict) or "signature" not in token:
+            return []
+        try:
+            verify_signature(token, settings.client_secret)
+            verdict = ("The signature matches HMAC-SHA256(client_secret, id + issued_at): the "
+                       "response was issued for this app and not altered.")
+        except SignatureMismatch:
+            verdict = "The signature does NOT match: the response is refused."
+        return [_entry("signature check", http=False, method="", url=str(token.get("id", "")),
+                       note=verdict)]
+    if entry["response_step"] == "identity response":
+        try:
+            urls = response.json().get("urls") or {}
+        except (ValueError, AttributeError):
+            return []
+        if not isinstance(urls, dict):
+            return []
+        g.identity_urls = {str(k): str(v) for k, v in urls.items() if isinstance(v, str)}
+        partner = g.identity_urls.get("partner", "")
+        version = api_version()
+        return [_entry("endpoint chosen with {version} filled", http=False, method="",
+                       url=partner.replace("{version}", version),
+                       note=f"urls.partner is {partner}; with {{version}} = {version} the SOAP "
+                            f"calls go to {partner.replace('{version}', version)}.")]
+    return []
+
+
+def api_version() -> str:
+    """The API version the app fills into `{version}`."""
+    settings: Settings = current_app.extensions["sfconnect.settings"]
+    return settings.api_version or current_app.extensions["sfconnect.partner"].api_version
+
+
+def observe(purpose: str, request: requests.PreparedRequest, response: requests.Response | None,
+            started: float, elapsed: float, error: BaseException | None) -> None:
+    """sfconnect.http's observer: buffer the exchange for this browser session (no-op outside
+    a request, or in an app without the trace)."""
+    if not has_request_context() or "sfconnect.trace" not in current_app.extensions:
+        return
+    entry = exchange_entry(purpose, request, response, started, elapsed, error)
+    pending(create=True).extend([entry, *_followers(entry, response)])
+
+
+def pending(create: bool = False) -> list[dict]:
+    """The entries recorded during this request and not yet stored."""
+    entries = g.get("trace_pending")
+    if entries is None:
+        entries = []
+        if create:
+            g.trace_pending = entries
+    return entries
+
+
+# ------------------------------------------------------------------------------------ store
+
+class TraceStore:
+    """Traces in the token records' stores (files, or Redis hashes), Fernet-encrypted with the
+    token key. Each entry is a record of its own, so appending costs what the new entries cost
+    (a long export adds a hundred exchanges); the trace itself is a small index record of entry
+    ids, replaced by compare-and-set and cut to the last `limit` ids."""
+
+    def __init__(self, store: FileTokenStore | RedisTokenStore,
+                 entries: FileTokenStore | RedisTokenStore, key: bytes,
+                 limit: int = LIMIT) -> None:
+        self.store = store  # the index records, one per trace
+        self.entries = entries  # one record per entry
+        self.limit = limit
+        self._fernet = Fernet(key)
+
+    def _get(self, record_id: str, store: FileTokenStore | RedisTokenStore | None = None
+             ) -> tuple[int | None, dict | None]:
+        try:
+            found = (store or self.store).read(record_id)
+        except ValueError:
+            return None, None  # a malformed id names nothing
+        if found is None:
+            return None, None
+        version, ciphertext = found
+        try:
+            return version, json.loads(self._fernet.decrypt(ciphertext))
+        except (InvalidToken, ValueError):
+            return version, None
+
+    def _seal(self, document: dict) -> bytes:
+        return self._fernet.encrypt(json.dumps(document).encode())
+
+    def load(self, trace_id: str | None) -> dict:
+        """{"entries": [...], "dropped": how many older entries were cut}."""
+        if not trace_id:
+            return {"entries": [], "dropped": 0}
+        index = self._get(trace_id)[1] or {}
+        entries = [entry for entry in (self._get(entry_id, self.entries)[1]
+                                                  for entry_id in index.get("ids", []))
+                   if entry is not None]
+        return {"entries": entries, "dropped": int(index.get("dropped", 0))}
+
+    def append(self, trace_id: str, entries: list[dict]) -> None:
+        """Add entries at the end, numbering them, keeping the last `limit`."""
+        for _ in range(8):  # compare-and-set: another request of the session may write first
+            version, index = self._get(trace_id)
+            index = index or {"ids": [], "dropped": 0, "next": 1}
+            ids, number = list(index["ids"]), int(index["next"])
+            created = []
+            for entry in entries:
+                _finish(entry, index)
+                entry_id = secrets.token_urlsafe(32)
+                self.entries.create(entry_id, self._seal({**entry, "seq": number}))
+                created.append(entry_id)
+                number += 1
+            ids += created
+            cut, ids = ids[:-self.limit], ids[-self.limit:]
+            updated = {**index, "ids": ids, "next": number,
+                       "dropped": int(index["dropped"]) + len(cut)}
+            if version is None:
+                self.store.create(trace_id, self._seal(updated))
+            elif self.store.replace(trace_id, version, self._seal(updated)) is None:
+                for entry_id in created:  # lost the race: write them again on the new index
+                    self.entries.delete(entry_id)
+                continue
+            for entry_id in cut:
+                self.entries.delete(entry_id)
+            return
+
+    def delete(self, trace_id: str | None) -> None:
+        """Forget a trace and its entries."""
+        if not trace_id:
+            return
+        index = self._get(trace_id)[1] or {}
+        for entry_id in index.get("ids", []):
+            self.entries.delete(entry_id)
+        try:
+            self.store.delete(trace_id)
+        except ValueError:
+            pass  # a malformed id names no trace
+
+
+def _finish(entry: dict, index: dict) -> None:
+    """Fill what only the stored trace knows: how long the user spent at Salesforce."""
+    if entry["step"] == "authorization request":
+        index["authorization_started"] = [entry["started"], entry["started_iso"]]
+    elif entry["step"] == "sign-in and consent at Salesforce" and index.get(
+            "authorization_started"):
+        started, started_iso = index["authorization_started"]
+        entry["time_ms"] = round((entry["started"] - started) * 1000, 1)
+        entry["started"], entry["started_iso"] = started, started_iso
+
+
+def store_of(app: Flask) -> TraceStore:
+    """The app's trace store."""
+    return app.extensions["sfconnect.trace"]
+
+
+def current_trace() -> dict:
+    """The trace of this browser session, with the entries of this request at the end."""
+    document = store_of(current_app).load(session.get(SESSION_KEY))
+    return {**document, "entries": [*document["entries"], *pending()]}
+
+
+# ---------------------------------------------------------------------------- request hooks
+
+def _before() -> None:
+    g.trace_id_at_start = session.get(SESSION_KEY)
+    if request.endpoint != "oauth.callback":
+        return
+    settings: Settings = current_app.extensions["sfconnect.settings"]
+    login = next((h.url for h in settings.login_hosts), "")
+    now = time.time()
+    pending(create=True).extend([
+        _entry("sign-in and consent at Salesforce", http=False, method="", url=login,
+               started=now, note="In the browser, at Salesforce; the time is from the "
+               "authorization request to the callback."),
+        _entry("callback", started=now, method=request.method, url=redaction.mask_url(request.url),
+               purpose="browser", note="The browser's request to the app's redirect_uri."),
+    ])
+
+
+def _after(response: Response) -> Response:
+    entries = pending(create=True)
+    callback = next((e for e in entries if e["step"] == "callback"), None)
+    if callback is not None:
+        callback.update(status=response.status_code, status_text=response.status.partition(" ")[2],
+                        time_ms=round((time.time() - callback["started"]) * 1000, 1),
+                        response_headers=redaction.mask_headers(
+                            [(k, v) for k, v in response.headers.items() if k == "Location"]))
+    if request.endpoint == "oauth.login" and response.status_code in (302, 303):
+        location = response.headers.get("Location", "")
+        entries.insert(0, _entry(
+            "authorization request", purpose="browser", method=request.method,
+            url=redaction.mask_url(request.url), status=response.status_code,
+            status_text="FOUND", response_headers=[("Location", redaction.mask_url(location))],
+            note="The app's answer to Connect: a redirect to Salesforce's authorize endpoint."))
+    store = store_of(current_app)
+    if request.endpoint == "oauth.logout" and response.status_code in (302, 303):
+        # The signed-in session's trace goes with it; the logout's own revoke starts a new one.
+        store.delete(g.get("trace_id_at_start"))
+        session.pop(SESSION_KEY, None)
+        session.pop(URLS_KEY, None)
+    urls = g.get("identity_urls")
+    if urls:
+        session[URLS_KEY] = urls
+    _flush(store, create=True)
+    return response
+
+
+def _flush(store: TraceStore, create: bool) -> None:
+    entries = pending()
+    if not entries:
+        return
+    trace_id = session.get(SESSION_KEY)
+    if trace_id is None:
+        if not create:
+            return  # a streamed response after the session was saved: nowhere to keep it
+        trace_id = session[SESSION_KEY] = secrets.token_urlsafe(32)
+    store.append(trace_id, list(entries))
+    entries.clear()
+
+
+def _teardown(_error: BaseException | None) -> None:
+    # Exchanges made while a streamed response was being sent (exports) arrive after _after.
+    if has_request_context() and "sfconnect.trace" in current_app.extensions:
+        _flush(store_of(current_app), create=False)
+
+
+def init_app(app: Flask, settings: Settings) -> TraceStore:
+    """Keep traces next to the token records (Redis or files) and record every exchange."""
+    ttl = settings.session_lifetime
+    if settings.session_type == "redis":
+        client = app.config["SESSION_REDIS"]
+        index = RedisTokenStore(client, ttl, prefix="sfconnect:trace:")
+        entries = RedisTokenStore(client, ttl, prefix="sfconnect:trace-entry:")
+    else:
+        base = Path(settings.session_file_dir)
+        index = FileTokenStore(base / "traces", ttl)
+        entries = FileTokenStore(base / "trace-entries", ttl)
+    store = TraceStore(index, entries, settings.token_key)
+    app.extensions["sfconnect.trace"] = store
+    app.before_request(_before)
+    app.after_request(_after)
+    app.teardown_request(_teardown)
+    observe_exchanges(observe)
+    return store
+
+
+def params_of(entry: Mapping[str, object]) -> list[tuple[str, str]]:
+    """The (masked) query and form parameters of an entry, for the page's parameter tables."""
+    url = str(entry.get("url") or "")
+    if entry.get("step") == "authorization request":  # the redirect's target is what matters
+        url = next((str(v) for k, v in entry.get("response_headers") or [] if k == "Location"),
+                   url)
+    params = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    body = entry.get("request_body")
+    if body and "urlencoded" in str(entry.get("request_mime")):
+        params += parse_qsl(str(body), keep_blank_values=True)
+    return params
+

@@ -1,0 +1,123 @@
+"""The trace of the flow: every exchange of a full flow (with a refresh and a revoke) in order,
+and no secret that crossed the wire anywhere in the page, the HAR download or the logs."""
+from __future__ import annotations
+
+import logging
+
+import requests
+from conftest_flow import sign_in
+from learn_helpers import csrf_token, leaks, start_capturing_org, steps_of
+
+from sfconnect.redaction import mask
+from sfconnect.trace import LIMIT, TraceStore
+
+SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact ORDER BY LastName LIMIT 5"
+
+
+def test_full_flow_trace_in_order_and_no_secret_anywhere(start_app, caplog):
+    caplog.set_level(logging.DEBUG)
+    org, capture = start_capturing_org()
+    try:
+        running = start_app(org)
+        http = requests.Session()
+        assert sign_in(http, running.url).response.url == running.url + "/"
+        assert http.get(f"{running.url}/query", params={"q": SOQL}).status_code == 200
+        org.state.tokens.expire_all()
+        assert http.get(f"{running.url}/query", params={"q": SOQL}).status_code == 200
+
+        page = http.get(f"{running.url}/flow")
+        assert page.status_code == 200
+        assert steps_of(page) == [
+            "authorization request", "sign-in and consent at Salesforce", "callback",
+            "token request", "signature check", "identity request",
+            "endpoint chosen with {version} filled", "SOAP request",
+            "SOAP request",  # INVALID_SESSION_ID: the token expired
+            "expired session and refresh", "signature check", "SOAP request",
+        ]
+        assert "INVALID_SESSION_ID" in page.text
+        assert "RFC 7636" in page.text and "RFC 6749" in page.text
+        har = http.get(f"{running.url}/flow.har")
+        svg = http.get(f"{running.url}/flow.svg")
+
+        home = http.get(running.url + "/")
+        assert http.post(f"{running.url}/logout",
+                         data={"csrf_token": csrf_token(home.text)}).status_code == 200
+        after = http.get(f"{running.url}/flow")
+        # The signed-in session's trace is gone; the logout's own revoke begins the next one.
+        assert steps_of(after) == ["revoke"]
+        har_after = http.get(f"{running.url}/flow.har")
+    finally:
+        org.server.shutdown()
+
+    kinds = capture.kinds
+    assert {"code", "code_verifier", "client_secret", "access_token", "refresh_token",
+            "token"} <= set(kinds), kinds.keys()
+    assert len(kinds["access_token"]) == 2  # the first, and the refreshed one
+    secrets = capture.secrets | {running.client.client_secret}
+    # Every record, the local org's own included (it runs in this process): all are redacted.
+    logs = "\n".join(record.getMessage() for record in caplog.records)
+    assert len(caplog.records) > 20
+    for name, text in (("page", page.text), ("har", har.text), ("svg", svg.text),
+                       ("page after logout", after.text), ("har after logout", har_after.text),
+                       ("logs", logs)):
+        found = leaks(text, secrets)
+        context = [(kind, text[max(0, text.find(s) - 300):text.find(s) + 60])
+                   for s in found for kind, values in kinds.items() if s in values]
+        assert found == [], (name, context)
+    # Masked, not dropped: the first 6 and last 4 characters remain, the secret and the verifier
+    # are hidden entirely.
+    first_access = next(iter(kinds["access_token"]))
+    assert any(mask(token) in page.text for token in kinds["access_token"]), first_access[:6]
+    assert mask(next(iter(kinds["code"]))) in page.text
+    assert "client_secret=[hidden]" in page.text and "code_verifier=[hidden]" in page.text
+
+
+def test_trace_is_kept_in_redis_with_redis_sessions_and_deleted_at_logout(start_app, fresh_org,
+                                                                           redis_server):
+    import redis
+
+    running = start_app(fresh_org, SESSION_TYPE="redis", REDIS_URL=redis_server.url)
+    http = requests.Session()
+    assert sign_in(http, running.url).response.url == running.url + "/"
+    client = redis.Redis.from_url(redis_server.url)
+    before = {key.decode() for key in client.keys("sfconnect:trace:*")}
+    assert len(before) == 1
+    assert steps_of(http.get(f"{running.url}/flow"))[:3] == [
+        "authorization request", "sign-in and consent at Salesforce", "callback"]
+    http.post(f"{running.url}/logout",
+              data={"csrf_token": csrf_token(http.get(running.url).text)})
+    after = {key.decode() for key in client.keys("sfconnect:trace:*")}
+    assert not before & after  # the signed-in trace is gone
+    assert steps_of(http.get(f"{running.url}/flow")) == ["revoke"]
+
+
+def test_trace_keeps_the_last_hundred_entries(tmp_path):
+    from cryptography.fernet import Fernet
+
+    from sfconnect.tokens import FileTokenStore
+
+    entries = FileTokenStore(tmp_path / "entries", 3600)
+    store = TraceStore(FileTokenStore(tmp_path / "index", 3600), entries, Fernet.generate_key())
+    trace_id = "t" * 43
+    for batch in range(12):
+        store.append(trace_id, [{"step": f"step {batch}-{i}", "started": 0.0,
+                                 "started_iso": ""} for i in range(10)])
+    document = store.load(trace_id)
+    assert len(document["entries"]) == LIMIT == 100
+    assert document["dropped"] == 20
+    assert document["entries"][0]["seq"] == 21 and document["entries"][-1]["seq"] == 120
+    assert document["entries"][-1]["step"] == "step 11-9"
+    assert len(list((tmp_path / "entries").glob("*.json"))) == 100  # cut entries are deleted
+    store.delete(trace_id)
+    assert store.load(trace_id)["entries"] == []
+    assert not list((tmp_path / "entries").glob("*.json"))
+
+
+def test_flow_page_before_any_exchange_and_outside_requests(start_app, local_org):
+    running = start_app(local_org)
+    # An exchange outside any request (CLI, start-up) is not recorded anywhere, and harmless.
+    from sfconnect.http import outbound_session
+
+    assert outbound_session("oauth").get(f"{local_org.url}/services/data").status_code < 500
+    page = requests.get(f"{running.url}/flow")
+    assert page.status_code == 200 and "Nothing yet" in page.text
