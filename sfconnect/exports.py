@@ -35,10 +35,12 @@ from flask import (
     jsonify,
     redirect,
     request,
+    session,
     stream_with_context,
 )
 
 from . import records as records_module
+from . import workbench
 from .errors import NotConnected, SalesforceFault, UpstreamError
 from .partner import PartnerClient, QueryBatch
 
@@ -118,7 +120,7 @@ def _batches(first: QueryBatch, batch_size: int) -> Iterator[QueryBatch]:
 
 
 def _start(kind: str) -> Response:
-    soql = request.args.get("q", "").strip()
+    soql = workbench.soql_from(request.args, session.get("long_queries"))
     if not soql:
         return _error("MISSING_QUERY", "Give the SOQL query in the q parameter.", 400)
     include_deleted = request.args.get("all", "").lower() in ("1", "true", "on", "yes")

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _DESCRIBE = "describe"  # the session's describe cache: {"owner", "global", "objects"}
 _HISTORY = "history"  # the session's recent queries, newest first
+_LONG_QUERIES = "long_queries"  # SOQL too long for a URL, by id (see workbench.url_args)
 
 
 def _single(name: str) -> str | None:
@@ -48,14 +49,24 @@ def _connection() -> Connection | None:
 
 def _options() -> workbench.RecentQuery:
     """The SOQL form as submitted: the query, "include deleted" and the batch size."""
-    soql = (_single("q") or "").strip()
+    for name in ("q", "qid"):
+        _single(name)  # refuse a duplicated parameter
+    soql = workbench.soql_from(request.args, session.get(_LONG_QUERIES))
     return workbench.RecentQuery(soql, workbench.flag(_single("all")),
                                  workbench.batch_size(_single("batch")))
 
 
+def _url_args(soql: str) -> dict[str, object]:
+    """How URLs name `soql`; a long one is kept in the session first (see workbench.url_args)."""
+    args = workbench.url_args(soql)
+    if "qid" in args:
+        session[_LONG_QUERIES] = workbench.keep_long_query(session.get(_LONG_QUERIES), soql)
+    return dict(args)
+
+
 def _query_url(options: workbench.RecentQuery, **extra: object) -> str:
     """The URL of the results page for `options` (plus a locator and start, when paging)."""
-    args: dict[str, object] = {"q": options.soql}
+    args = _url_args(options.soql)
     if options.include_deleted:
         args["all"] = "1"
     if options.batch_size != workbench.DEFAULT_BATCH_SIZE:
@@ -84,6 +95,26 @@ def index():  # noqa: ANN201
     context = _form_context(options)
     context["soql"] = soql or workbench.EXAMPLE_QUERIES[0][1]
     return render_template("index.html", **context)
+
+
+@bp.post("/query")
+def submit_query():  # noqa: ANN201
+    """The SOQL form (CSRF-checked): redirect to the results page, so that reloading it or going
+    back never re-posts, and SOQL of any length works (a long query is named by an id)."""
+    if _connection() is None:
+        return redirect(url_for("views.index"))
+    soql = (request.form.get("q") or "").strip()
+    if not soql:
+        return redirect(url_for("views.index"))
+    options = workbench.RecentQuery(soql, workbench.flag(request.form.get("all")),
+                                    workbench.batch_size(request.form.get("batch")))
+    if len(soql) > MAX_SOQL:
+        # Refused here, and the whole query stays in the form for the user to shorten.
+        fault = SalesforceFault("MALFORMED_QUERY", f"The query is {len(soql):,} characters long;"
+                                f" SOQL allows at most {MAX_SOQL:,}.")
+        return render_template("query.html", **_form_context(options), fault=fault,
+                               table=None), 400
+    return redirect(_query_url(options), code=303)
 
 
 @bp.get("/query")
@@ -129,7 +160,7 @@ def query():  # noqa: ANN201
     next_url = None
     if not batch.done and batch.query_locator:
         next_url = _query_url(options, locator=batch.query_locator, start=start + shown)
-    export_args: dict[str, object] = {"q": soql}
+    export_args = _url_args(soql)
     if options.include_deleted:
         export_args["all"] = "1"
     if options.batch_size != workbench.DEFAULT_BATCH_SIZE:
@@ -249,7 +280,8 @@ def _error_page(status: int, code: str, message: str, title: str = "Something we
 def on_salesforce_fault(fault: SalesforceFault):  # noqa: ANN201
     """A SOQL fault: its code, message and row/column, the SOQL kept in the form; 400."""
     if request.endpoint == "views.query":
-        options = workbench.RecentQuery((request.args.get("q") or "").strip()[:MAX_SOQL],
+        soql = workbench.soql_from(request.args, session.get(_LONG_QUERIES))
+        options = workbench.RecentQuery(soql[:MAX_SOQL],
                                         workbench.flag(request.args.get("all")),
                                         workbench.batch_size(request.args.get("batch")))
         return render_template("query.html", **_form_context(options), fault=fault,

@@ -7,6 +7,7 @@ describe of a large object is a few kilobytes once cut down, and only a few obje
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ DEFAULT_BATCH_SIZE = 2000  # a page of results costs one API call
 BATCH_SIZE_CHOICES = (200, 500, 1000, 2000)
 HISTORY_LENGTH = 20
 DESCRIBED_OBJECTS_KEPT = 12  # per session; the least recently described is dropped first
+# SOQL longer than this does not go into URLs (servers refuse long request lines: gunicorn at
+# 8 KB, werkzeug at 64 KB); it stays in the session and URLs name it by an id.
+URL_SOQL_LIMIT = 2000
+LONG_QUERIES_KEPT = 5
 
 _SOBJECT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 _TRUE = frozenset({"1", "true", "on", "yes"})
@@ -40,6 +45,33 @@ def flag(value: str | None) -> bool:
 def is_sobject_name(name: str) -> bool:
     """Whether `name` can be an sObject's API name (letters, digits, underscores)."""
     return bool(_SOBJECT_NAME.match(name))
+
+
+def long_query_id(soql: str) -> str:
+    """The id a long query goes by in URLs: derived from its text, so re-running it reuses it."""
+    return hashlib.sha256(soql.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def keep_long_query(stored: object, soql: str) -> dict[str, str]:
+    """The session's long queries with `soql` added (newest last, at most LONG_QUERIES_KEPT)."""
+    kept = {k: v for k, v in stored.items() if isinstance(v, str)} if isinstance(
+        stored, dict) else {}
+    kept.pop(long_query_id(soql), None)
+    kept[long_query_id(soql)] = soql
+    return dict(list(kept.items())[-LONG_QUERIES_KEPT:])
+
+
+def soql_from(args: Mapping[str, str], stored: object) -> str:
+    """The SOQL a request names: `q` itself, or `qid`, a long query kept in the session."""
+    query_id = args.get("qid")
+    if query_id and isinstance(stored, dict):
+        return str(stored.get(query_id) or "").strip()
+    return (args.get("q") or "").strip()
+
+
+def url_args(soql: str) -> dict[str, str]:
+    """How a URL names `soql`: `q` when short enough, else `qid` (see keep_long_query)."""
+    return {"q": soql} if len(soql) <= URL_SOQL_LIMIT else {"qid": long_query_id(soql)}
 
 
 @dataclass(frozen=True)
