@@ -60,28 +60,16 @@ def _start_local_org(redirect_uri: str, host: str, port: int, quiet: bool) -> tu
 def _demo_jwt_key() -> tuple[str, str]:
     """A fresh RSA key (written to a private temporary file) and its self-signed certificate."""
     import atexit
-    import datetime
     import tempfile
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+    from devorg.keys import key_and_certificate
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfconnect local demo")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
-                   .sign(key, hashes.SHA256()))
+    private_pem, certificate = key_and_certificate("sfconnect local demo")
     fd, path = tempfile.mkstemp(prefix="sfconnect-jwt-", suffix=".pem")  # mode 0600
     with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+        handle.write(private_pem)
     atexit.register(lambda: os.path.exists(path) and os.unlink(path))
-    return path, certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return path, certificate
 
 
 def create_app():  # noqa: ANN201 - a Flask app

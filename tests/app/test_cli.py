@@ -2,7 +2,6 @@
 response, the identity and when to use it; each failure is one line and exit code 1."""
 from __future__ import annotations
 
-import datetime
 import os
 import secrets
 import subprocess
@@ -10,27 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 import sfconnect
+from devorg.keys import key_and_certificate
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _key_and_certificate() -> tuple[bytes, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfconnect tests")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    return pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+    return key_and_certificate("sfconnect tests", days=1)
 
 
 @pytest.fixture(scope="module")

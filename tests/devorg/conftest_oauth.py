@@ -5,16 +5,15 @@ import base64
 import hashlib
 import re
 import secrets
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+
+from devorg.keys import key_and_certificate
 
 ADMIN = ("admin@devorg.local", "Welcome1!")
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -115,14 +114,8 @@ def web_tokens(org_url: str, client) -> dict:
 
 def rsa_key_and_certificate() -> tuple[rsa.RSAPrivateKey, str]:
     """A fresh RSA key and a self-signed PEM certificate for it."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfconnect tests")])
-    start = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start - timedelta(days=1)).not_valid_after(start + timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    return key, cert.public_bytes(serialization.Encoding.PEM).decode()
+    private_pem, certificate = key_and_certificate("sfconnect tests")
+    return serialization.load_pem_private_key(private_pem, password=None), certificate
 
 
 def jwt_assertion(key: rsa.RSAPrivateKey, **claims) -> str:
