@@ -17,7 +17,7 @@ from flask.sessions import SessionMixin
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
-from . import exports, learn, views
+from . import exports, learn, steps, views
 from . import oauth as oauth_flow
 from .redaction import install_log_redaction
 from .settings import ConfigError, Settings, load_settings
@@ -97,6 +97,7 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     views.init_app(app)
     exports.init_app(app)
     learn.init_app(app, config)  # the trace, /flow, /flows, /compare, /setup, `flask sf`
+    steps.init_app(app, config)  # step-by-step mode: the switch, the step pages, Continue
 
     app.context_processor(_page_context)
     app.after_request(_security_headers(config))

@@ -30,7 +30,7 @@ from flask import (
     url_for,
 )
 
-from . import identity
+from . import identity, steps
 from .errors import UpstreamError
 from .http import outbound_session
 from .settings import LoginHost, Settings
@@ -155,6 +155,8 @@ def init_app(app: Flask, settings: Settings) -> SalesforceOAuth:
     oauth = SalesforceOAuth(app, settings, quiet_session("oauth", settings.http_timeouts))
     app.extensions["sfconnect.oauth"] = oauth
     app.register_blueprint(bp)
+    steps.on_continue(app, "token", _continue_token_request)
+    steps.on_continue(app, "identity", _continue_identity_request)
     return oauth
 
 
@@ -179,7 +181,14 @@ def _single(name: str, max_length: int | None = None) -> str | None:
 
 @bp.get("/login")
 def login():  # noqa: ANN201
-    """Start the web server flow at the chosen login host."""
+    """Start the web server flow at the chosen login host.
+
+    In step-by-step mode the authorize URL is shown first; its Continue is /login?step=<id>,
+    which redirects to that same URL (the state and PKCE pair Authlib made and kept then).
+    """
+    step_id = _single("step", MAX_CALLBACK_PARAM)
+    if step_id is not None:
+        return redirect(steps.take(step_id, "authorize")["data"]["url"])
     host = _settings().login_host(_single("login"))
     if host is None:
         abort(400, description="That login host is not one this app is configured for.")
@@ -187,6 +196,11 @@ def login():  # noqa: ANN201
     if soql and len(soql) <= MAX_SOQL:
         session["pending_soql"] = soql  # shown again in the form once connected
     client = _oauth().clients[host.key]
+    if steps.is_on():
+        # What authorize_redirect does, with a step page in place of the redirect.
+        authorization = client.create_authorization_url(redirect_uri=_settings().redirect_uri)
+        client.save_authorize_data(redirect_uri=_settings().redirect_uri, **authorization)
+        return steps.page(steps.pause("authorize", {"url": authorization["url"]}))
     return client.authorize_redirect(redirect_uri=_settings().redirect_uri)
 
 
@@ -211,6 +225,16 @@ def callback():  # noqa: ANN201
     if not code:
         client.framework.clear_state_data(session, state)
         return _refuse("The sign-in answer carries no authorization code.")
+    if steps.is_on():
+        # The state is used up now, as authorize_access_token would; the code and the verifier
+        # wait on the server, encrypted in the step record, for Continue (shown masked).
+        authorization = client.framework.get_state_data(session, state) or {}
+        client.framework.clear_state_data(session, state)
+        steps.pause("token", {"login": client.login_host.url, "state": state, "code": code,
+                              "token_url": client.access_token_url,
+                              "redirect_uri": authorization.get("redirect_uri"),
+                              "code_verifier": authorization.get("code_verifier")})
+        return redirect(url_for("steps.show"), code=303)
 
     settings = _settings()
     with upstream("oauth"):
@@ -226,20 +250,61 @@ def callback():  # noqa: ANN201
         with suppress(UpstreamError, OAuthError):
             _oauth().revoke(client.login_host.url, tokens.refresh_token or tokens.access_token)
         raise
-    record_id = service.vault.create(tokens)
+    return _signed_in(client.login_host.url, tokens, who, service.vault.create(tokens))
 
+
+def _signed_in(login_url: str, tokens: TokenSet, who: identity.Identity, record_id: str):  # noqa: ANN202
+    """Keep who signed in with their token record; back home with a new session id."""
+    service: TokenService = current_app.extensions["sfconnect.tokens"]
     previous = Connection.from_session(session.get("sf"))
     if previous is not None:
         service.vault.delete(previous.token_record)
     session["sf"] = Connection(
         token_record=record_id, user_id=who.user_id, organization_id=who.organization_id,
         username=who.username, display_name=who.display_name, partner_url=who.partner_url,
-        login_url=client.login_host.url, instance_url=tokens.instance_url,
+        login_url=login_url, instance_url=tokens.instance_url,
     ).to_session()
     soql = session.pop("pending_soql", None)
     # A new session id at sign-in: an id planted before it (session fixation) is now worthless.
     current_app.session_interface.regenerate(session)
     return redirect(url_for("views.index", q=soql) if soql else url_for("views.index"))
+
+
+def _continue_token_request(data: dict):  # noqa: ANN202
+    """Step-by-step mode, Continue on the token request: exchange the code, keep the tokens in a
+    token record of their own, and pause again before the identity call."""
+    client = _oauth().client_for_url(str(data["login"]))
+    if client is None:
+        raise steps.StaleStep()
+    params = {"code": data["code"], "state": data["state"]}
+    if data.get("code_verifier"):
+        params["code_verifier"] = data["code_verifier"]
+    with upstream("oauth"):
+        token = client.fetch_access_token(redirect_uri=data.get("redirect_uri"),
+                                          allow_redirects=False, **params)
+    verify_signature(token, _settings().client_secret)
+    tokens = TokenSet.from_response(token, client.login_host.url)
+    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    steps.pause("identity", {"login": client.login_host.url,
+                             "token_record": service.vault.create(tokens)})
+    return redirect(url_for("steps.show"), code=303)
+
+
+def _continue_identity_request(data: dict):  # noqa: ANN202
+    """Step-by-step mode, Continue on the identity call: meet the user, finish signing in."""
+    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    record_id = str(data.get("token_record") or "")
+    stored = service.vault.load(record_id)
+    if stored is None:
+        raise steps.StaleStep()
+    try:
+        who = identity.fetch_identity(current_app.extensions["sfconnect.identity_http"],
+                                      stored.tokens, service.trust)
+    except Exception:
+        # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
+        service.disconnect(record_id)
+        raise
+    return _signed_in(str(data["login"]), stored.tokens, who, record_id)
 
 
 @bp.post("/identity/refresh")
@@ -282,6 +347,8 @@ def logout():  # noqa: ANN201
     if connection is not None:
         service: TokenService = current_app.extensions["sfconnect.tokens"]
         revoked = service.disconnect(connection.token_record)
+    step_mode = steps.is_on()
+    steps.set_mode(False)  # a sign-in paused after its token exchange: its tokens are revoked
     session.clear()
     if connection is not None:
         if revoked:
@@ -291,4 +358,6 @@ def logout():  # noqa: ANN201
                   "token. It will expire on its own; you can also revoke it in Salesforce "
                   "(Settings → Connected Apps OAuth Usage).", "warning")
     current_app.session_interface.regenerate(session)
+    if step_mode:
+        steps.set_mode(True)  # the switch outlives the sign-in it was used for
     return redirect(url_for("views.index"))

@@ -23,7 +23,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from . import records, workbench
+from . import records, steps, workbench
 from .errors import InvalidSession, NotConnected, SalesforceFault, UntrustedHost, UpstreamError
 from .oauth import MAX_SOQL
 from .tokens import Connection, call_with_session
@@ -136,6 +136,11 @@ def query():  # noqa: ANN201
                               f"SOQL allows at most {MAX_SOQL:,}.")
     locator = _single("locator")
     start = _int(_single("start"), 0)
+    if steps.pauses("soap", request.full_path):  # step-by-step mode: show the envelope first
+        operation = "queryMore" if locator else "queryAll" if options.include_deleted else "query"
+        return steps.page(steps.pause("soap", {
+            "target": request.full_path, "operation": operation, "argument": locator or soql,
+            "batch_size": options.batch_size}))
     partner = current_app.extensions["sfconnect.partner"]
     began = perf_counter()
     try:

@@ -1,0 +1,584 @@
+"""Step-by-step mode: the app pauses before each request it controls and shows what it will send.
+
+A switch on the home page (`POST /step` with `mode=on|off`, CSRF-checked) keeps the mode in the
+server-side session; it is off by default, and while it is off nothing here runs. When it is on,
+the four pause points each store one *pending step*, {id, kind, data, created}, in the browser's
+step record (StepStore, server-side), and show it parameter by parameter, secrets masked exactly
+as in the trace (sfconnect.redaction):
+
+    authorize  GET /login         the authorize URL, before the redirect (state and PKCE already
+                                  made and kept by Authlib); Continue is GET /login?step=<id>
+    token      /oauth/callback    the token request, after the state was checked
+    identity   after the token    GET on the id URL with Authorization: Bearer
+    soap       GET /query         the SOAP envelope and the endpoint with {version} filled
+
+Continue (`POST /step` with `continue=<id>`, CSRF-checked) takes the pending step out of the
+record, so it runs once: a replayed or stale Continue is refused with a 400 page. The browser sends
+nothing but the step's id; the code, the verifier and the token record id stay on the server.
+Each pause point's module registers what its Continue does (`on_continue`); this module keeps the
+state machine and the descriptions, and never calls Salesforce itself.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from cryptography.fernet import Fernet, InvalidToken
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from lxml import etree
+
+from . import redaction, trace
+from .errors import NotConnected
+from .settings import Settings
+from .tokens import Connection, FileTokenStore, RedisTokenStore, TokenService
+
+T = TypeVar("T")
+
+bp = Blueprint("steps", __name__)
+
+MODE_KEY = "step_mode"  # True while step-by-step mode is on
+RECORD_KEY = "step_record"  # the id of this browser's step record (see StepStore)
+STORE_KEY = "sfconnect.steps"  # app.extensions: the StepStore
+HANDLERS_KEY = "sfconnect.step_handlers"  # app.extensions: kind -> what its Continue does
+KINDS = ("authorize", "token", "identity", "soap")
+SIGN_IN_STEPS = 4
+
+Handler = Callable[[dict], ResponseReturnValue]
+
+
+class StaleStep(Exception):
+    """A Continue for a step that is not pending: already continued, replaced or discarded."""
+
+
+class StepStore:
+    """Each browser's steps in a record of its own, next to the token records (a file, or a Redis
+    hash), Fernet-encrypted with the token key (a paused token request holds the code and the
+    verifier): {"pending": step or None, "approved": {"kind", "target"} or None}.
+
+    Not in the session itself: Flask-Session writes the whole session back at the end of every
+    request, so a request that was under way meanwhile (the SOQL form's describe lookups) would
+    write back a session without the step. Only the record's id is in the session, set when the
+    switch is turned on; every change is a compare-and-set on the record's version, so of two
+    Continues of one step, one runs and the other is refused.
+    """
+
+    def __init__(self, records: FileTokenStore | RedisTokenStore, key: bytes) -> None:
+        self.records = records
+        self._fernet = Fernet(key)
+
+    def load(self, record_id: str) -> tuple[int | None, dict]:
+        """(version or None, document) of a record; an empty document when there is none."""
+        empty = {"pending": None, "approved": None}
+        try:
+            found = self.records.read(record_id)
+        except ValueError:
+            return None, empty
+        if found is None:
+            return None, empty
+        version, ciphertext = found
+        try:
+            return version, {**empty, **json.loads(self._fernet.decrypt(ciphertext))}
+        except (InvalidToken, ValueError):
+            return version, empty
+
+    def update(self, record_id: str, change: Callable[[dict], T]) -> T:
+        """Apply `change(document)` (which edits it in place) by compare-and-set; its result."""
+        for _ in range(8):
+            version, document = self.load(record_id)
+            before = json.dumps(document, sort_keys=True)
+            result = change(document)
+            if json.dumps(document, sort_keys=True) == before:
+                return result
+            sealed = self._fernet.encrypt(json.dumps(document).encode())
+            if version is None:
+                self.records.create(record_id, sealed)
+                return result
+            if self.records.replace(record_id, version, sealed) is not None:
+                return result
+        raise StaleStep()  # another request kept changing it: nothing ran
+
+    def delete(self, record_id: str) -> None:
+        """Forget a record."""
+        with suppress(ValueError):
+            self.records.delete(record_id)
+
+
+def _store() -> StepStore:
+    return current_app.extensions[STORE_KEY]
+
+
+def _record_id() -> str | None:
+    record_id = session.get(RECORD_KEY)
+    return record_id if isinstance(record_id, str) else None
+
+
+# -------------------------------------------------------------------------------- the switch
+
+def is_on() -> bool:
+    """Whether this browser session is in step-by-step mode."""
+    return session.get(MODE_KEY) is True and _record_id() is not None
+
+
+def set_mode(on: bool) -> None:
+    """Turn the mode on or off; off drops (and disposes of) any pending step."""
+    if on:
+        if not is_on():
+            session[RECORD_KEY] = secrets.token_urlsafe(32)
+            session[MODE_KEY] = True
+        return
+    discard()
+    record_id = _record_id()
+    if record_id:
+        _store().delete(record_id)
+    session.pop(MODE_KEY, None)
+    session.pop(RECORD_KEY, None)
+
+
+# ------------------------------------------------------------------------- the state machine
+
+def _valid(step: object) -> bool:
+    return (isinstance(step, dict) and step.get("kind") in KINDS
+            and isinstance(step.get("data"), dict) and isinstance(step.get("id"), str))
+
+
+def pause(kind: str, data: Mapping[str, object]) -> dict:
+    """Make `kind` the pending step (replacing any other) and return it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown step kind {kind!r}")
+    record_id = _record_id()
+    if record_id is None:
+        raise StaleStep()  # the mode was turned off meanwhile
+    step = {"id": secrets.token_urlsafe(16), "kind": kind, "data": dict(data),
+            "created": time.time()}
+
+    def change(document: dict) -> object:
+        replaced, document["pending"], document["approved"] = document["pending"], step, None
+        return replaced
+
+    _dispose(_store().update(record_id, change))
+    return step
+
+
+def pending() -> dict | None:
+    """The pending step, if any."""
+    record_id = _record_id()
+    if record_id is None:
+        return None
+    step = _store().load(record_id)[1]["pending"]
+    return step if _valid(step) else None
+
+
+def take(step_id: str | None, *kinds: str) -> dict:
+    """Take the pending step whose id is `step_id` out of the store (it runs once).
+
+    Raises StaleStep when no step of `kinds` with that id is pending.
+    """
+    record_id = _record_id()
+    if not step_id or record_id is None:
+        raise StaleStep()
+
+    def change(document: dict) -> dict | None:
+        step = document["pending"]
+        if (not _valid(step) or step["kind"] not in kinds
+                or not hmac.compare_digest(step["id"].encode(), step_id.encode())):
+            return None
+        document["pending"] = None
+        return step
+
+    step = _store().update(record_id, change)
+    if step is None:
+        raise StaleStep()
+    return step
+
+
+def discard() -> None:
+    """Drop the pending step; a sign-in paused after the token exchange has its tokens revoked."""
+    record_id = _record_id()
+    if record_id is None:
+        return
+
+    def change(document: dict) -> object:
+        dropped, document["pending"] = document["pending"], None
+        return dropped
+
+    _dispose(_store().update(record_id, change))
+
+
+def _dispose(step: object) -> None:
+    record = step.get("data", {}).get("token_record") if isinstance(step, dict) else None
+    if record:
+        service: TokenService = current_app.extensions["sfconnect.tokens"]
+        service.disconnect(str(record))  # best effort: False when Salesforce is unreachable
+
+
+def approve(kind: str, target: str) -> None:
+    """Let the next GET of `target` run its `kind` call without pausing (once)."""
+    record_id = _record_id()
+    if record_id is None:
+        raise StaleStep()
+
+    def change(document: dict) -> None:
+        document["approved"] = {"kind": kind, "target": target}
+
+    _store().update(record_id, change)
+
+
+def pauses(kind: str, target: str) -> bool:
+    """Whether a GET of `target` must pause before its `kind` call: the mode is on and the
+    request was not just approved by a Continue (an approval is used up here)."""
+    if not is_on():
+        return False
+
+    def change(document: dict) -> bool:
+        if document["approved"] == {"kind": kind, "target": target}:
+            document["approved"] = None
+            return False
+        return True
+
+    return _store().update(_record_id(), change)
+
+
+def on_continue(app: Flask, kind: str, handler: Handler) -> None:
+    """Register what Continue does for a step of `kind`: `handler(data)` returns the response."""
+    app.extensions.setdefault(HANDLERS_KEY, {})[kind] = handler
+
+
+# ------------------------------------------------------------------------------ descriptions
+
+@dataclass(frozen=True)
+class Row:
+    """One parameter or header of a step: its name, its (masked) value, what it is for."""
+
+    name: str
+    value: str
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class StepPage:
+    """What step.html shows for a pending step."""
+
+    step_id: str
+    kind: str
+    number: int
+    title: str
+    lead: str
+    trace_step: str  # the step's name in the trace, for its explanation
+    method: str
+    url: str
+    params_caption: str
+    params: list[Row]
+    headers: list[Row] = field(default_factory=list)
+    body: str | None = None
+    body_caption: str = "Body"
+    received_caption: str = ""
+    received: list[Row] = field(default_factory=list)
+    continue_url: str | None = None  # a link (GET); otherwise the Continue form posts to /step
+    continue_label: str = "Continue"
+    note: str = ""
+
+    @property
+    def why(self) -> str:
+        """The two or three sentences the trace gives for this step."""
+        return trace.explanation(self.trace_step)
+
+
+AUTHORIZE_PARAMS = {
+    "response_type": "code: the web server flow. Salesforce answers with an authorization code "
+                     "for the app to exchange, never with a token in the URL (RFC 6749 §4.1.1).",
+    "client_id": "The consumer key: which External Client App (Connected App) is asking "
+                 "(RFC 6749 §2.2, §4.1.1).",
+    "redirect_uri": "Where Salesforce sends the browser back with the code. It must equal one of "
+                    "the app's registered callback URLs exactly, or Salesforce answers "
+                    "redirect_uri_mismatch (RFC 6749 §3.1.2, §4.1.1).",
+    "scope": "What the app asks to be allowed: api for the APIs, refresh_token to stay "
+             "connected (RFC 6749 §3.3; Salesforce's \"OAuth Tokens and Scopes\").",
+    "state": "A one-time random value kept in this app's server-side session. The callback must "
+             "bring it back unchanged, so an answer to a sign-in this browser did not start is "
+             "refused (RFC 6749 §4.1.1, §10.12).",
+    "code_challenge": "BASE64URL(SHA256(code_verifier)). The verifier itself stays on the server "
+                      "until the token request, so a code stolen on its way back is useless "
+                      "(RFC 7636 §4.2, §4.3).",
+    "code_challenge_method": "S256: the challenge is the SHA-256 hash of the verifier, never the "
+                             "verifier itself (RFC 7636 §4.3).",
+    "nonce": "OpenID Connect: a value the ID token must repeat (OpenID Connect Core §3.1.2.1).",
+    "prompt": "Whether Salesforce must ask again: login, consent (OpenID Connect Core §3.1.2.1).",
+}
+TOKEN_PARAMS = {
+    "grant_type": "authorization_code: trade the code from the callback for tokens "
+                  "(RFC 6749 §4.1.3).",
+    "code": "The code the callback brought. Single use, and Salesforce lets it live 15 minutes. "
+            "Masked to its first 6 and last 4 characters, as in the trace.",
+    "client_id": "The consumer key again (RFC 6749 §4.1.3).",
+    "client_secret": "The consumer secret, in the body (client_secret_post, RFC 6749 §2.3.1): the "
+                     "app proves it is the registered app. It never reaches the browser; hidden "
+                     "entirely.",
+    "redirect_uri": "The same redirect_uri as in the authorization request; Salesforce checks "
+                    "that they match (RFC 6749 §4.1.3).",
+    "code_verifier": "The PKCE secret whose hash was the code_challenge: Salesforce hashes it "
+                     "and compares (RFC 7636 §4.5). Hidden entirely.",
+}
+TOKEN_ORDER = ("grant_type", "code", "client_id", "client_secret", "redirect_uri",
+               "code_verifier")
+FORM_HEADERS = (
+    Row("Content-Type", "application/x-www-form-urlencoded",
+        "The parameters travel in the body, never in the URL (RFC 6749 §4.1.3)."),
+    Row("Accept", "application/json", "Salesforce answers with JSON."),
+)
+
+
+def describe(step: Mapping[str, object]) -> StepPage:
+    """The page of a pending step. Raises StaleStep when what it needs is gone."""
+    kind = str(step["kind"])
+    data = step["data"]
+    assert isinstance(data, dict)
+    step_id = str(step["id"])
+    if kind == "authorize":
+        return _authorize_page(step_id, data)
+    if kind == "token":
+        return _token_page(step_id, data)
+    if kind == "identity":
+        return _identity_page(step_id, data)
+    return _soap_page(step_id, data)
+
+
+def _authorize_page(step_id: str, data: dict) -> StepPage:
+    url = str(data["url"])
+    params = [Row(name, redaction.mask_param(name, value), AUTHORIZE_PARAMS.get(name, ""))
+              for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+    return StepPage(
+        step_id=step_id, kind="authorize", number=1, title="The authorization request",
+        lead="Instead of redirecting your browser at once, the app shows the URL it is about to "
+             "send it to: Salesforce's authorize endpoint, with these parameters. The state and "
+             "the PKCE pair are made and kept already; Continue follows the URL to Salesforce's "
+             "sign-in page.",
+        trace_step="authorization request", method="GET", url=redaction.mask_url(url),
+        params_caption="Query parameters", params=params,
+        note="Not in the URL: the code_verifier ([hidden]), kept in this app's server-side "
+             "session for the token request.",
+        continue_url=url_for("oauth.login", step=step_id),
+        continue_label="Continue to Salesforce")
+
+
+def _token_page(step_id: str, data: dict) -> StepPage:
+    settings = current_app.extensions["sfconnect.settings"]
+    form = {"grant_type": "authorization_code", "code": str(data["code"]),
+            "client_id": settings.client_id, "client_secret": settings.client_secret,
+            "redirect_uri": str(data.get("redirect_uri") or settings.redirect_uri)}
+    if data.get("code_verifier"):
+        form["code_verifier"] = str(data["code_verifier"])
+    params = [Row(name, redaction.mask_param(name, form[name]), TOKEN_PARAMS[name])
+              for name in TOKEN_ORDER if name in form]
+    body = redaction.mask_body(urlencode(form), "application/x-www-form-urlencoded")
+    return StepPage(
+        step_id=step_id, kind="token", number=2, title="The token request",
+        lead="Salesforce sent your browser back with a code, and the state matched the one kept "
+             "in this session. Next, the app exchanges the code for tokens: this POST goes from "
+             "the app to Salesforce directly, so the secret and the verifier never pass through "
+             "your browser.",
+        trace_step="token request", method="POST", url=str(data["token_url"]),
+        params_caption="Form parameters (the body)", params=params,
+        headers=list(FORM_HEADERS), body=body,
+        received_caption="What the callback brought",
+        received=[Row("code", redaction.mask(str(data["code"])),
+                      "Kept on the server, encrypted, while this page waits; used once."),
+                  Row("state", "matched", "Compared with the state kept in this session, then "
+                      "deleted: the same answer cannot be used twice.")],
+        note="The code expires 15 minutes after Salesforce issued it; Continue after that and "
+             "Salesforce answers invalid_grant.")
+
+
+def _identity_page(step_id: str, data: dict) -> StepPage:
+    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    stored = service.vault.load(str(data.get("token_record") or ""))
+    if stored is None:
+        discard()
+        raise StaleStep()
+    tokens = stored.tokens
+    bearer = redaction.mask_header("Authorization", f"Bearer {tokens.access_token}")
+    received = [Row("access_token", redaction.mask(tokens.access_token),
+                    "The session: sent as Bearer to the identity service and as the SOAP "
+                    "sessionId."),
+                Row("refresh_token", redaction.mask(tokens.refresh_token)
+                    if tokens.refresh_token else "(none: no refresh_token scope)",
+                    "Trades for a new access token when this one expires."),
+                Row("instance_url", tokens.instance_url, "The org's own host."),
+                Row("id", tokens.id_url, "The identity URL, called next."),
+                Row("issued_at", tokens.issued_at, "When, in milliseconds since 1970."),
+                Row("signature", "checked",
+                    "Base64(HMAC-SHA256(client_secret, id + issued_at)) matched: the answer "
+                    "came from Salesforce for this app.")]
+    if tokens.scope:
+        received.append(Row("scope", tokens.scope, "What was granted."))
+    return StepPage(
+        step_id=step_id, kind="identity", number=3, title="The identity request",
+        lead="The token response arrived and its signature checked out; the tokens are in the "
+             "app's encrypted token record. Next, the app asks Salesforce's identity service who "
+             "signed in and where the org serves its APIs.",
+        trace_step="identity request", method="GET", url=tokens.id_url,
+        params_caption="Query parameters", params=[],
+        headers=[Row("Authorization", bearer, "The access token as a Bearer token "
+                     "(RFC 6750 §2.1). Masked to its first 6 and last 4 characters, as in the "
+                     "trace."),
+                 Row("Accept", "application/json", "The identity document, as JSON.")],
+        received_caption="What the token response gave (masked)", received=received)
+
+
+def _soap_page(step_id: str, data: dict) -> StepPage:
+    connection = Connection.from_session(session.get("sf"))
+    if connection is None:
+        discard()
+        raise NotConnected()
+    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    stored = service.vault.load(connection.token_record)
+    if stored is None:
+        discard()
+        raise NotConnected("Your Salesforce session has ended. Connect again.")
+    endpoint = service.endpoint(connection, stored.tokens)  # {version} filled, host trusted
+    operation = str(data["operation"])
+    argument = str(data["argument"])
+    batch_size = int(data["batch_size"]) if data.get("batch_size") else None
+    masked_session = redaction.mask(stored.tokens.access_token)
+    envelope = redaction.redact(soap_envelope(current_app.extensions["sfconnect.partner"],
+                                              endpoint, masked_session, operation, argument,
+                                              batch_size))
+    argument_name = "queryLocator" if operation == "queryMore" else "queryString"
+    params = [Row("sessionId", masked_session, "SessionHeader: the access token travels inside "
+                  "the envelope, not in an HTTP header (SOAP API Developer Guide, "
+                  "\"SessionHeader\"). Masked, as in the trace."),
+              Row(argument_name, argument,
+                  "The locator of the next batch (queryMore)." if operation == "queryMore" else
+                  "The SOQL, as you wrote it (" + ("queryAll: deleted and archived records "
+                                                   "too" if operation == "queryAll" else
+                                                   "query") + ").")]
+    if batch_size:
+        params.append(Row("batchSize", str(batch_size), "QueryOptions header: at most this many "
+                          "records per batch; the rest comes through queryMore."))
+    version = trace.api_version()
+    return StepPage(
+        step_id=step_id, kind="soap", number=4, title="The SOAP request",
+        lead=f"Next, the app sends {operation}() to the partner API: this envelope, built by zeep "
+             "from the partner WSDL, POSTed to the endpoint the identity service named.",
+        trace_step="SOAP request", method="POST", url=endpoint,
+        params_caption=f"The {operation} call", params=params,
+        headers=[Row("Content-Type", "text/xml; charset=utf-8", "SOAP 1.1."),
+                 Row("SOAPAction", '""', "The partner WSDL's soapAction for every operation.")],
+        body=envelope, body_caption="The envelope",
+        received_caption="Where it goes",
+        received=[Row("urls.partner", connection.partner_url,
+                      "From the identity service, with a literal {version}."),
+                  Row("{version}", version, "The app's API version (its partner WSDL's, or "
+                      "SF_API_VERSION)."),
+                  Row("endpoint", endpoint, "Checked against the trust policy before the token "
+                      "goes there.")],
+        note="If Salesforce answers INVALID_SESSION_ID, the app refreshes the token once and "
+             "sends the envelope again with the new one, without another pause (the trace shows "
+             "both).")
+
+
+def soap_envelope(partner: object, endpoint: str, session_id: str, operation: str,
+                  argument: str, batch_size: int | None) -> str:
+    """The envelope zeep would send for `operation(argument)`, pretty-printed, without sending.
+
+    Built exactly as PartnerClient._call builds its headers, through zeep's create_message.
+    """
+    # PartnerClient has no public envelope builder yet; its zeep client and elements are used here.
+    headers = [partner._session_header(sessionId=session_id)]  # type: ignore[attr-defined]
+    if batch_size:
+        headers.append(partner._query_options(batchSize=int(batch_size)))  # type: ignore[attr-defined]
+    service = partner._service(endpoint)  # type: ignore[attr-defined]
+    envelope = partner._client.create_message(  # type: ignore[attr-defined]
+        service, operation, argument, _soapheaders=headers)
+    return etree.tostring(envelope, pretty_print=True, encoding="unicode")
+
+
+# ------------------------------------------------------------------------------------ routes
+
+@bp.get("/step")
+def show():  # noqa: ANN201
+    """The pending step (after a redirect, so a reload never repeats a Continue)."""
+    step = pending()
+    if step is None:
+        return redirect(url_for("views.index"))
+    return page(step)
+
+
+def page(step: Mapping[str, object]) -> ResponseReturnValue:
+    """The step page of `step`."""
+    return render_template("step.html", step=describe(step), steps=SIGN_IN_STEPS)
+
+
+@bp.post("/step")
+def step():  # noqa: ANN201
+    """The switch (`mode=on|off`) and Continue (`continue=<step id>`); both CSRF-checked."""
+    mode = request.form.get("mode")
+    if mode in ("on", "off"):
+        set_mode(mode == "on")
+        flash("Step-by-step mode is on: the app will pause before each request it makes and "
+              "show it to you." if mode == "on" else "Step-by-step mode is off.", "info")
+        return redirect(url_for("views.index"), code=303)
+    if "continue" not in request.form:
+        raise StaleStep()
+    taken = take(request.form.get("continue"), "token", "identity", "soap")
+    handler = current_app.extensions.get(HANDLERS_KEY, {}).get(taken["kind"])
+    if handler is None:  # pragma: no cover - every kind's module registers its handler
+        raise StaleStep()
+    return handler(taken["data"])
+
+
+def _continue_soap(data: dict) -> ResponseReturnValue:
+    """Continue a paused query: approve exactly that request, then make it again."""
+    target = str(data.get("target") or "")
+    if not target.startswith("/") or target.startswith("//"):
+        raise StaleStep()
+    approve("soap", target)
+    return redirect(target, code=303)
+
+
+def on_stale_step(_error: StaleStep) -> ResponseReturnValue:
+    """A Continue for a step that is not pending: 400, nothing sent."""
+    return render_template(
+        "error.html", title="This step is no longer waiting", code="stale_step", status=400,
+        message="This Continue belongs to a step that was already continued, replaced by a "
+                "newer one, or dropped when step-by-step mode was turned off or you signed out. "
+                "Nothing was sent to Salesforce. Start again from the home page."), 400
+
+
+def _context() -> dict[str, object]:
+    return {"step_mode": is_on()}
+
+
+def init_app(app: Flask, settings: Settings) -> StepStore:
+    """The step records, the switch, the step pages, Continue for paused queries, and the
+    stale-step page."""
+    if settings.session_type == "redis":
+        records = RedisTokenStore(app.config["SESSION_REDIS"], settings.session_lifetime,
+                                  prefix="sfconnect:steps:")
+    else:
+        records = FileTokenStore(Path(settings.session_file_dir) / "steps",
+                                 settings.session_lifetime)
+    store = app.extensions[STORE_KEY] = StepStore(records, settings.token_key)
+    app.register_blueprint(bp)
+    on_continue(app, "soap", _continue_soap)
+    app.register_error_handler(StaleStep, on_stale_step)
+    app.context_processor(_context)
+    return store
