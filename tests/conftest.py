@@ -12,6 +12,9 @@ import pytest
 import devorg
 from devorg import ClientApp, OrgConfig, OrgState, RunningServer, serve_in_thread
 
+# The browser fixtures (one Debian Chromium for the run) for every browser test.
+pytest_plugins = ["browser_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures" / "salesforce"
 ARTIFACTS = REPO / "test-artifacts"

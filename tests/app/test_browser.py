@@ -7,58 +7,12 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import expect, sync_playwright
+from browser_fixtures import app_problems, sign_in
+from playwright.sync_api import expect
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SOQL = ("SELECT FirstName, LastName, Title, Email, Account.Name FROM Contact "
         "ORDER BY LastName LIMIT 12")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-    # A CSP violation, a script error or a missing asset shows up as a console error.
-    page.on("console", lambda message: problems.append(
-        f"{message.location.get('url')}: {message.text}") if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.problems = problems
-    yield page
-    context.close()
-
-
-def _app_problems(page, running) -> list[str]:
-    """Console errors of the app's pages (the local org's own pages are not under test)."""
-    return [p for p in page.problems if p.startswith(running.url)]
-
-
-def sign_in(page, running, org) -> None:
-    page.goto(running.url + "/")
-    expect(page.locator(".status-text")).to_have_text("Not connected")
-    page.get_by_role("button", name="Connect to Salesforce").click()
-    page.wait_for_url(re.compile(re.escape(org.url) + r"/services/oauth2/authorize\?.*"))
-    page.get_by_label("Username").fill("admin@devorg.local")
-    page.get_by_label("Password").fill("Welcome1!")
-    page.get_by_role("button", name="Log In").click()
-    expect(page.get_by_role("heading", name="Allow Access?")).to_be_visible()
-    page.get_by_role("button", name="Allow").click()
-    page.wait_for_url(running.url + "/")
 
 
 def test_connect_sign_in_allow_query_and_screenshot(page, start_app, local_org, artifacts):
@@ -82,7 +36,7 @@ def test_connect_sign_in_allow_query_and_screenshot(page, start_app, local_org, 
     # The README's screenshot is refreshed on request only, so a test run leaves the tree clean.
     if os.environ.get("SFCONNECT_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(artifacts / "flow.png", REPO / "docs" / "screenshot.png")
-    assert _app_problems(page, running) == [], page.problems
+    assert app_problems(page, running) == [], page.problems
 
 
 def test_fault_then_logout_in_the_browser(page, start_app, local_org, artifacts):
@@ -104,5 +58,5 @@ def test_fault_then_logout_in_the_browser(page, start_app, local_org, artifacts)
     expect(page.locator(".notice")).to_contain_text("revoked")
     page.screenshot(path=str(artifacts / "logout.png"))
     # The fault page's 400 is logged by Chromium as a failed resource; nothing else may be.
-    assert [p for p in _app_problems(page, running) if "status of 400" not in p] == [], \
+    assert [p for p in app_problems(page, running) if "status of 400" not in p] == [], \
         page.problems

@@ -3,35 +3,14 @@ two queries, and the second query still shows its records (one refresh grant, be
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 import requests
+from browser_fixtures import app_problems, sign_in
 from conftest_flow import counters
-from playwright.sync_api import expect, sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS, sign_in
+from playwright.sync_api import expect
 
 FIRST = "SELECT FirstName, LastName, Account.Name FROM Contact ORDER BY LastName LIMIT 12"
 SECOND = "SELECT Name, Industry FROM Account ORDER BY Name LIMIT 5"
-
-
-@pytest.fixture
-def page():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 860})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        problems: list[str] = []
-        page.on("console", lambda message: problems.append(
-            f"{message.location.get('url')}: {message.text}") if message.type == "error" else None)
-        page.on("pageerror", lambda error: problems.append(str(error)))
-        page.problems = problems
-        yield page
-        context.close()
-        browser.close()
 
 
 def _run(page, soql: str) -> None:
@@ -59,5 +38,4 @@ def test_session_expires_between_two_queries_and_the_second_still_shows_records(
     expect(page.locator(".notice")).to_have_count(0)  # no error, no "connect again"
     assert counters(fresh_org)["token.refresh_token"] == refreshes + 1
     page.screenshot(path=str(artifacts / "expiry.png"), full_page=True)
-    # Console errors of the app's pages (the local org's own pages are not under test).
-    assert [p for p in page.problems if p.startswith(running.url)] == [], page.problems
+    assert app_problems(page, running) == [], page.problems

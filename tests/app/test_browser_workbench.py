@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from browser_fixtures import app_problems, sign_in
 from conftest import start_org
 from conftest_flow import counters
 from playwright.sync_api import expect
-from test_browser import _app_problems, browser, page, sign_in  # noqa: F401 - fixtures
 
 CONTACTS = 20_000
 
@@ -24,13 +24,13 @@ def live(org) -> int:
     return sum(1 for r in org.state.data.records("Contact") if not r.get("IsDeleted"))
 
 
-def run_query(page, soql: str) -> None:  # noqa: F811 - the page fixture
+def run_query(page, soql: str) -> None:
     page.get_by_label("SOQL query").fill(soql)
     page.get_by_role("button", name="Run query").click()
     page.wait_for_url(re.compile(r".*/query\?q=.*"))
 
 
-def test_suggestions_export_with_progress_to_the_end(page, start_app, org, tmp_path):  # noqa: F811
+def test_suggestions_export_with_progress_to_the_end(page, start_app, org, tmp_path):
     running = start_app(org)
     sign_in(page, running, org)
 
@@ -64,10 +64,10 @@ def test_suggestions_export_with_progress_to_the_end(page, start_app, org, tmp_p
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
     assert len(saved.read_text(encoding="utf-8").splitlines()) == total + 1
-    assert _app_problems(page, running) == [], page.problems
+    assert app_problems(page, running) == [], page.problems
 
 
-def test_cancelling_an_export_stops_the_query_more_loop(page, start_app, org):  # noqa: F811
+def test_cancelling_an_export_stops_the_query_more_loop(page, start_app, org):
     running = start_app(org)
     sign_in(page, running, org)
     run_query(page, "SELECT Id, LastName, Account.Name FROM Contact")
