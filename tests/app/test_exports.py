@@ -8,21 +8,14 @@ import re
 
 import pytest
 import requests
+from conftest_flow import sign_in
 
 
 def connect(app) -> requests.Session:
-    """Drive /login -> the org's login page -> Allow -> back in the app, as a browser would."""
+    """A browser signed in to the app as Ada Admin, through the org's login and consent pages."""
     browser = requests.Session()
-    page = browser.get(f"{app.url}/login")
-    assert page.status_code == 200, page.text
-    csrf = re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)
-    page = browser.post(page.url, data={"_csrf": csrf, "action": "login",
-                                        "username": "admin@devorg.local",
-                                        "password": "Welcome1!"})
-    if "action" in page.text and 'value="allow"' in page.text:
-        csrf = re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)
-        page = browser.post(page.url, data={"_csrf": csrf, "action": "allow"})
-    assert page.url.rstrip("/") == app.url, page.url
+    signed = sign_in(browser, app.url)
+    assert signed.response.url.rstrip("/") == app.url, signed.response.url
     return browser
 
 
