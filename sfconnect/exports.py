@@ -18,12 +18,14 @@ line starting "#error".
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from flask import (
@@ -40,7 +42,7 @@ from flask import (
 )
 
 from . import records as records_module
-from . import workbench
+from . import trace, workbench
 from .errors import NotConnected, SalesforceFault, UpstreamError
 from .partner import PartnerClient, QueryBatch
 
@@ -89,34 +91,110 @@ def _download_name(soql: str, first: QueryBatch, extension: str) -> str:
     return f"{sobject}-{datetime.now(UTC).strftime('%Y%m%d-%H%M')}.{extension}"
 
 
-def _batches(first: QueryBatch, batch_size: int) -> Iterator[QueryBatch]:
+_END = object()  # the worker's last item: no more batches
+_TRACE_EVERY = 20  # batches between two writes of the worker's trace entries to the store
+# Records written out at once. Each write to the socket releases the GIL, and the worker thread
+# needs it back after each of its system calls (a receive, the end of a parse): a longer hold
+# would make it wait up to the interpreter's switch interval (5 ms) each time.
+_SLICE = 50
+
+
+class _Stopped(Exception):
+    """The client went away while the worker was handing a batch over."""
+
+
+class _Batches:
     """The first batch, then each queryMore batch as it arrives, to the end.
 
-    The next batch is fetched while the caller writes out the current one (one worker thread,
-    at most one batch ahead), so Salesforce's time and ours overlap instead of adding up. When
-    the client goes away the generator is closed: no further batch is asked for (the one in
-    flight, if any, is dropped when it arrives).
+    A worker thread runs the queryMore loop from the moment this is made, so Salesforce's time,
+    the transfer and the parse (lxml parses without the GIL) overlap the caller writing out
+    rows; it is at most two batches ahead. The order of its steps matters under the GIL: it
+    reads the user's token (a file or Redis read) while the caller is still waiting for the
+    batch just parsed, then hands that batch over and sends the next request at once, so the
+    caller's CPU work runs while Salesforce prepares the next batch, not while the worker needs
+    the GIL back after each of its system calls. `close()` (the client went away) stops it: no
+    further batch is asked for, and the one in flight, if any, is dropped when it arrives. Each
+    batch after the first is traced as a summary, without its body.
     """
-    client = _client()
 
-    def more(locator: str) -> QueryBatch:
-        return _call_with_session(lambda endpoint, session_id: client.query_more(
-            client.endpoint(endpoint), session_id, locator, batch_size=batch_size))
+    def __init__(self, first: QueryBatch, batch_size: int) -> None:
+        self._first = first
+        self._ready: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        if first.done or not first.query_locator:
+            return
+        client = _client()
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfconnect-export")
-    try:
-        batch = first
-        while True:
-            upcoming = None
-            if not batch.done and batch.query_locator:
-                # The worker runs in a copy of this request's context (the user's session).
-                upcoming = pool.submit(copy_current_request_context(more), batch.query_locator)
-            yield batch
-            if upcoming is None:
+        @copy_current_request_context  # the worker runs as this request's user (its session)
+        def produce(locator: str | None) -> None:
+            parsed: list[QueryBatch] = []  # the batch not handed over yet
+            fetched = 0
+
+            def hand_over_parsed(last: bool = False) -> None:
+                if last or fetched % _TRACE_EVERY == 0:
+                    trace.flush()  # the trace is stored before the caller can finish
+                if parsed and not self._hand_over(parsed.pop()):
+                    raise _Stopped
+
+            def more(endpoint: str, session_id: str) -> QueryBatch:
+                hand_over_parsed()  # the token is read: now the caller may have the GIL
+                return client.query_more(client.endpoint(endpoint), session_id, locator,
+                                         batch_size=batch_size)
+
+            try:
+                with trace.summary_only(_SUMMARY_NOTE):
+                    while locator and not self._stop.is_set():
+                        batch = _call_with_session(more)
+                        fetched += 1
+                        parsed.append(batch)
+                        locator = None if batch.done else batch.query_locator
+                hand_over_parsed(last=True)
+            except _Stopped:
                 return
-            batch = upcoming.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it
+                trace.flush()
+                if parsed and not self._hand_over(parsed.pop()):
+                    return
+                self._hand_over(exc)
+                return
+            self._hand_over(_END)
+
+        threading.Thread(target=produce, args=(first.query_locator,), daemon=True,
+                         name="sfconnect-export").start()
+
+    def _hand_over(self, item: object) -> bool:
+        # Waits while the caller has not taken the last batch; False once it has gone away.
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[QueryBatch]:
+        first, self._first = self._first, None
+        yield first
+        if first.done or not first.query_locator:
+            return
+        del first  # its tree goes as soon as its rows are out
+        while True:
+            item = self._ready.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            del item
+
+    def close(self) -> None:
+        """Stop asking for batches."""
+        self._stop.set()
+
+
+_SUMMARY_NOTE = ("A queryMore batch of an export: the request is shown, the reply only by its "
+                 "status, size and time (the export's first exchange, query, is recorded in "
+                 "full).")
 
 
 def _start(kind: str) -> Response:
@@ -150,20 +228,25 @@ def _start(kind: str) -> Response:
 
 
 def _json_stream(soql: str, first: QueryBatch, batch_size: int) -> Iterator[str]:
-    yield f'{{"totalSize": {first.size}, "records": ['
-    separator = ""
-    try:
-        for batch in _batches(first, batch_size):
-            if batch.records:
-                chunk = ",".join(json.dumps(records_module.rest_record(record),
-                                            ensure_ascii=False) for record in batch.records)
-                yield separator + chunk
-                separator = ","
-    except (SalesforceFault, UpstreamError, NotConnected) as exc:
-        log.warning("export stopped: %s", type(exc).__name__)
-        yield "], " + f'"error": {json.dumps(_describe(exc), ensure_ascii=False)}}}'
-        return
-    yield "]}"
+    with contextlib.closing(_Batches(first, batch_size)) as batches:
+        total = first.size
+        del first
+        yield f'{{"totalSize": {total}, "records": ['
+        separator = ""
+        try:
+            for batch in batches:
+                records = batch.records
+                for start in range(0, len(records), _SLICE):
+                    chunk = ",".join(json.dumps(records_module.rest_record(record),
+                                                ensure_ascii=False)
+                                     for record in records[start:start + _SLICE])
+                    yield separator + chunk
+                    separator = ","
+        except (SalesforceFault, UpstreamError, NotConnected) as exc:
+            log.warning("export stopped: %s", type(exc).__name__)
+            yield "], " + f'"error": {json.dumps(_describe(exc), ensure_ascii=False)}}}'
+            return
+        yield "]}"
 
 
 class _Chunks(list):
@@ -173,24 +256,29 @@ class _Chunks(list):
 
 
 def _csv_stream(soql: str, first: QueryBatch, batch_size: int) -> Iterator[str]:
-    chunks = _Chunks()
-    writer = csv.writer(chunks, lineterminator="\r\n")
-    columns = records_module.columns_for(soql, first.records)
-    writer.writerow(records_module.csv_header(columns, soql))
-    if columns == ["COUNT()"]:
-        writer.writerow([str(first.size)])
-    yield "".join(chunks)
-    try:
-        for batch in _batches(first, batch_size):
-            chunks.clear()
-            writer.writerows(records_module.csv_rows(columns, batch.records))
-            yield "".join(chunks)
-    except (SalesforceFault, UpstreamError, NotConnected) as exc:
-        log.warning("export stopped: %s", type(exc).__name__)
-        described = _describe(exc)
-        chunks.clear()
-        writer.writerow([f"#error {described['error']}", described["message"]])
+    with contextlib.closing(_Batches(first, batch_size)) as batches:  # fetching batch 2 now
+        chunks = _Chunks()
+        writer = csv.writer(chunks, lineterminator="\r\n")
+        columns = records_module.columns_for(soql, first.records)
+        rows = records_module.CsvRows(columns)
+        writer.writerow(records_module.csv_header(columns, soql))
+        if columns == ["COUNT()"]:
+            writer.writerow([str(first.size)])
+        del first
         yield "".join(chunks)
+        try:
+            for batch in batches:
+                records = batch.records
+                for start in range(0, len(records), _SLICE):
+                    chunks.clear()
+                    writer.writerows(rows.rows(records[start:start + _SLICE]))
+                    yield "".join(chunks)
+        except (SalesforceFault, UpstreamError, NotConnected) as exc:
+            log.warning("export stopped: %s", type(exc).__name__)
+            described = _describe(exc)
+            chunks.clear()
+            writer.writerow([f"#error {described['error']}", described["message"]])
+            yield "".join(chunks)
 
 
 def _describe(exc: Exception) -> dict:
@@ -211,3 +299,4 @@ def export_json() -> Response:
 def export_csv() -> Response:
     """Every record of ?q= as CSV with dotted column names, streamed."""
     return _start("csv")
+

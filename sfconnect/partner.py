@@ -300,18 +300,12 @@ def _query_batch(body: etree._Element) -> QueryBatch:
     result = body.find(_RESULT)
     if result is None:
         raise UpstreamError(_SERVICE, f"no result in {_local(body.tag)}")
-    records: list = []
-    done = True
-    size = 0
-    locator = None
-    for child in result:
-        tag = child.tag
-        if tag == _RECORDS:
-            records.append(child)
-        elif tag == _DONE:
-            done = (child.text or "").strip() == "true"
-        elif tag == _SIZE:
-            size = int((child.text or "0").strip() or 0)
-        elif tag == _LOCATOR:
-            locator = _text(child) or None
-    return QueryBatch(records=records, size=size, done=done, query_locator=locator)
+    # findall and find search in C: a Python loop over the result's 2,000 children, comparing
+    # each one's tag, costs more than the rest of this function.
+    done = result.find(_DONE)
+    size = result.find(_SIZE)
+    locator = result.find(_LOCATOR)
+    return QueryBatch(records=result.findall(_RECORDS),
+                      size=int((size.text or "0").strip() or 0) if size is not None else 0,
+                      done=(done.text or "").strip() == "true" if done is not None else True,
+                      query_locator=(_text(locator) or None) if locator is not None else None)

@@ -17,8 +17,10 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, compress, count
 from operator import attrgetter, itemgetter, methodcaller
+
+from markupsafe import Markup, escape
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSI_NIL = f"{{{XSI}}}nil"
@@ -36,6 +38,47 @@ class Table:
 
     columns: list[str]
     rows: list[list[str | None | Table]] = field(default_factory=list)
+
+    def rows_html(self) -> Markup | None:
+        """The table's rows as HTML `<tr>` elements, every value escaped (markupsafe), None an
+        empty cell of class "null"; None when a cell holds a nested table (the template renders
+        those). The same markup as templates/_records_table.html, built without a template call
+        per cell (a 2,000-record page has 12,000 and more cells): the cells are joined with
+        control characters XML cannot carry, escaped in one call, and the separators then
+        replaced by the tags; counting the separators first proves no value held one."""
+        rows = self.rows
+        if not rows:
+            return Markup("")
+        try:
+            text = _ROW_SEP.join([_CELL_SEP.join(map(_AS_NULL, row, row)) for row in rows])
+        except TypeError:
+            return None  # a nested table (unhashable), or not a string
+        cells = sum(map(len, rows))
+        nulls = sum(row.count(None) for row in rows)
+        if (min(map(len, rows)) == 0 or text.count(_CELL_SEP) != cells - len(rows)
+                or text.count(_ROW_SEP) != len(rows) - 1 or text.count(_NULL) != nulls):
+            return self._rows_html_by_cell()
+        body = (str(escape(text)).replace(_CELL_SEP, "</td><td>")
+                .replace(_ROW_SEP, "</td>\n    </tr>\n    <tr><td>"))
+        html = f"\n    <tr><td>{body}</td>\n    </tr>"
+        if nulls:
+            html = html.replace(f"<td>{_NULL}</td>", '<td class="null"></td>')
+        # Safe: the values went through escape(); the rest is the constant markup above.
+        return Markup(html)  # noqa: S704
+
+    def _rows_html_by_cell(self) -> Markup:
+        parts: list[str] = []
+        for row in self.rows:
+            parts.append("\n    <tr>")
+            parts.extend('<td class="null"></td>' if cell is None else f"<td>{escape(cell)}</td>"
+                         for cell in row)
+            parts.append("\n    </tr>")
+        return Markup("".join(parts))  # noqa: S704 - every value went through escape()
+
+
+# Separators in Table.rows_html: characters XML 1.0 cannot carry, so no record value holds them.
+_CELL_SEP, _ROW_SEP, _NULL = "\x00", "\x02", "\x01"
+_AS_NULL = {None: _NULL}.get  # (cell, cell): the marker for None, the cell itself otherwise
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,91 +344,158 @@ def _child_records(element) -> list:  # noqa: ANN001
 # The fast path. Most queries give every record the same structure, and every value is the text
 # of one element. So records are grouped by their structure (the tags of all their elements, in
 # document order): the first record of a structure is flattened the careful way above, which says
-# which element holds each column's value, and every other record of that structure is read by
-# position with an itemgetter, all in C. Structures with child subqueries or compound fields
-# (values that are not one element's text) stay on the careful path.
+# which element holds each field's value, and every other record of that structure is read by
+# position with an itemgetter, in C. The result is what `_flatten` gives, record for record:
+# a record whose texts do not fit its structure's reading (an empty or blank value, whose
+# nil-ness decides between None and "", or an Id whose presence differs) is read again the
+# careful way. Structures with child subqueries or compound fields (values that are not one
+# element's text) make the whole call take the careful path.
 
 _MISSING = object()
+_SLICE = 50  # records read at once: about 600 element proxies, under gc's first threshold (700)
 _TAG = attrgetter("tag")
 _ITER = methodcaller("iter")
 _TEXT = attrgetter("text")
+_BLANK_START = frozenset(" \n\r\t")
 
 
-class _Plans:
-    """Per record structure: where each column's value is, or None (the careful path)."""
+class _Structure:
+    """How to read the records of one structure: its layout (the dotted paths of its fields) and
+    the position of each field's element in document order."""
 
-    def __init__(self, index: dict[str, int], wanted: set[str] | None) -> None:
-        self.index = index  # lowercased path -> column
-        self.wanted = wanted
-        self.width = max(index.values(), default=-1) + 1
-        self._plans: dict[tuple, object] = {}
+    __slots__ = ("layout", "fields", "positions", "present", "absent", "nones")
 
-    def values(self, record) -> tuple | None:  # noqa: ANN001
-        """The record's column values (text, or None where the element has none), or None."""
-        elements = list(record.iter())
-        key = tuple(map(_TAG, elements))
-        plan = self._plans.get(key, _MISSING)
-        if plan is _MISSING:
-            plan = self._plans[key] = self._plan(record, elements)
-        if plan is None:
-            return None
-        texts = list(map(_TEXT, elements))
-        texts.append(None)  # where a column without a value points
-        return plan(texts)
-
-    def batch(self, records: Sequence) -> list | None:
-        """Every record's values, reading the whole batch in a few C-level passes; None when
-        some record needs the careful path (then call `values` per record).
-
-        The elements of all records are listed at once and split where each record starts, so
-        the work per record is a slice, a dict lookup and an itemgetter call.
-        """
-        if not len(records):
-            return []
-        root = records[0].tag
-        elements = list(chain.from_iterable(map(_ITER, records)))
-        tags = list(map(_TAG, elements))
-        starts = [i for i, tag in enumerate(tags) if tag == root]
-        if len(starts) != len(records):
-            return None  # nested records (child subqueries)
-        texts = list(map(_TEXT, elements))
-        starts.append(len(tags))
-        plans = self._plans
-        rows = []
-        for record, start, end in zip(records, starts, starts[1:], strict=False):
-            key = tuple(tags[start:end])
-            plan = plans.get(key, _MISSING)
-            if plan is _MISSING:
-                plan = plans[key] = self._plan(record, elements[start:end])
-            if plan is None:
-                return None
-            values = texts[start:end]
-            values.append(None)  # where a column without a value points
-            rows.append(plan(values))
-        return rows
-
-    def _plan(self, record, elements: list):  # noqa: ANN001, ANN202
-        if len(self._plans) > 256:
-            self._plans.clear()  # a query with ever new structures: keep memory bounded
+    def __init__(self, record, elements: list, wanted: set[str] | None) -> None:  # noqa: ANN001
         paths: list = []
         values: list = []
         found: list = []
-        _flatten(record, "", paths, values, self.wanted, found)
+        _flatten(record, "", paths, values, wanted, found)
+        self.layout = tuple(paths)
         position = {id(element): i for i, element in enumerate(elements)}
-        columns = [len(elements)] * self.width
-        for path, element in zip(paths, found, strict=True):
-            column = self.index.get(path.lower(), -1)
-            if column < 0:
+        self.positions = [position.get(id(element), -1) if element is not None else -1
+                          for element in found]
+        count = len(self.positions)
+        self.fields = (itemgetter(*self.positions) if count > 1 else
+                       (lambda texts, at=self.positions[0]: (texts[at],)) if count == 1 else
+                       (lambda texts: ()))
+        # Whether a record's Id is kept depends on its text being there (see _flatten): the
+        # first Id of each sObject level must be there, or not, as in the first record.
+        # (An itemgetter of one index gives a value, not a tuple: the first index is repeated.)
+        ids = [i for i, element in enumerate(elements)
+               if _is_id(element) and not _is_id(element.getprevious())]
+        present = [i for i in ids if elements[i].text is not None]
+        absent = [i for i in ids if elements[i].text is None]
+        self.present = itemgetter(*present, present[0]) if present else None
+        self.absent = itemgetter(*absent, absent[0]) if absent else None
+        self.nones = (None,) * (len(absent) + 1)
+
+    @classmethod
+    def of(cls, record, elements: list, wanted: set[str] | None) -> _Structure | None:  # noqa: ANN001
+        structure = cls(record, elements, wanted)
+        if -1 in structure.positions:
+            return None  # a child subquery or a compound field
+        return structure
+
+
+def _is_id(element) -> bool:  # noqa: ANN001
+    return element is not None and isinstance(element.tag, str) and _name(element.tag) == "Id"
+
+
+class _Reader:
+    """Records to what `_flatten` gives, (layout, values) per record, on the fast path; the
+    structures learnt are kept for the next call (the next batch of the same query)."""
+
+    def __init__(self, wanted: set[str] | None) -> None:
+        self.wanted = wanted
+        self._structures: dict[tuple, _Structure | None] = {}
+
+    def read(self, records: Sequence) -> list[tuple[tuple, tuple | list]] | None:
+        """(layout, values) per record, as `_flatten` gives them; None when the records hold
+        child subqueries or compound fields (then flatten them the careful way)."""
+        flat: list = []
+        for start in range(0, len(records), _SLICE):
+            if not self._read_slice(records[start:start + _SLICE], flat):
+                return None
+        return flat
+
+    def _read_slice(self, records: Sequence, flat: list) -> bool:
+        if not len(records):
+            return True
+        root = records[0].tag
+        if next(records[0].iterdescendants(root), None) is not None:
+            return False  # nested records (child subqueries): no need to read on
+        elements = list(chain.from_iterable(map(_ITER, records)))
+        tags = list(map(_TAG, elements))
+        starts = list(compress(count(), map(root.__eq__, tags)))  # where each record starts
+        if len(starts) != len(records):
+            return False  # nested records (child subqueries)
+        texts = list(map(_TEXT, elements))
+        starts.append(len(tags))
+        structures = self._structures
+        wanted = self.wanted
+        for record, start, end in zip(records, starts, starts[1:], strict=False):
+            key = tuple(tags[start:end])
+            structure = structures.get(key, _MISSING)
+            if structure is _MISSING:
+                if len(structures) > 256:
+                    structures.clear()  # a query with ever new structures: memory stays bounded
+                structure = structures[key] = _Structure.of(record, elements[start:end], wanted)
+            if structure is None:
+                return False
+            record_texts = texts[start:end]
+            if ((structure.present is not None and None in structure.present(record_texts))
+                    or (structure.absent is not None
+                        and structure.absent(record_texts) != structure.nones)):
+                flat.append(_careful(record, wanted))  # an Id there or not unlike the first's
                 continue
-            if element is None:
-                return None  # a child subquery or a compound field
-            columns[column] = position[id(element)]
-        if self.width == 0:
-            return lambda texts: ()
-        if self.width == 1:
-            only = columns[0]
-            return lambda texts: (texts[only],)
-        return itemgetter(*columns)
+            values = structure.fields(record_texts)
+            if None in values:
+                values = _settle(values, structure.positions, elements, start)
+            elif any(map(str.isspace, values)):
+                values = _settle(values, structure.positions, elements, start)
+            flat.append((structure.layout, values))
+        return True
+
+
+def _settle(values: tuple, positions: list[int], elements: list, start: int) -> list:
+    """Values with the careful reading of empty and blank texts: a nil element's is None, any
+    other's its text, or "" (an empty element)."""
+    settled = list(values)
+    for i, text in enumerate(values):
+        if text is None:
+            if not _is_nil(elements[start + positions[i]]):
+                settled[i] = ""
+        elif text[0] in _BLANK_START and text.isspace() and _is_nil(
+                elements[start + positions[i]]):
+            settled[i] = None
+    return settled
+
+
+def _careful(record, wanted: set[str] | None) -> tuple[tuple, list]:  # noqa: ANN001
+    paths: list = []
+    values: list = []
+    _flatten(record, "", paths, values, wanted)
+    return tuple(paths), values
+
+
+def _one_field_a_column(placement: list[int]) -> bool:
+    shown = [column for column in placement if column >= 0]
+    return len(shown) == len(set(shown))
+
+
+def _getter(placement: list[int], width: int, count: int):  # noqa: ANN202
+    """Reads a row of `width` cells from a record's values plus one None at index `count`:
+    each cell is the last value placed in its column, or the None."""
+    columns = [count] * width
+    for i, column in enumerate(placement):
+        if column >= 0:
+            columns[column] = i
+    if width == 0:
+        return lambda values: ()
+    if width == 1:
+        only = columns[0]
+        return lambda values: (values[only],)
+    return itemgetter(*columns)
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,22 +548,23 @@ class _Columns:
         return [key for key in self.keys if key not in prefixes]
 
 
-def _walk(select: _Select, records: Iterable) -> tuple[_Columns, list[tuple[tuple, list]]]:
-    """Flatten every record; returns the columns and (layout, values) per record."""
+def _walk(select: _Select, records: Sequence, careful: bool = False
+          ) -> tuple[_Columns, list[tuple[tuple, list]], bool]:
+    """Flatten every record; returns the columns, (layout, values) per record, and whether the
+    fast path read them (then no value is a child subquery). `careful` skips the fast path."""
     columns = _Columns(select)
     wanted = columns.from_select if select.columns else None
+    records = records if isinstance(records, Sequence) else list(records)
+    flat = None if careful else _Reader(wanted).read(records)
+    fast = flat is not None
+    if flat is None:
+        flat = [_careful(record, wanted) for record in records]
     layouts: set[tuple] = set()
-    flat = []
-    for record in records:
-        paths: list = []
-        values: list = []
-        _flatten(record, "", paths, values, wanted)
-        layout = tuple(paths)
+    for layout, values in flat:
         if layout not in layouts:
             layouts.add(layout)
             columns.see(layout, values)
-        flat.append((layout, values))
-    return columns, flat
+    return columns, flat, fast
 
 
 def _placements(keys: list[str], flat: list[tuple[tuple, list]]) -> dict[tuple, list]:
@@ -476,21 +587,28 @@ def table_for(soql: str, records: Sequence, *, size: int | None = None) -> Table
     return _table(parse_select(soql), records, size)
 
 
-def _table(select: _Select, records: Sequence, size: int | None = None) -> Table:
+def _table(select: _Select, records: Sequence, size: int | None = None,
+           careful: bool = False) -> Table:
     if select.count_only and not select.columns and not len(records):
         return Table(["COUNT()"], [[str(size)]] if size is not None else [])
-    columns, flat = _walk(select, records)
+    columns, flat, fast = _walk(select, records, careful)
     keys = columns.visible()
     placements = _placements(keys, flat)
     width = len(keys)
     rows: list[list[str | None | Table]] = []
+    if fast:  # no child subqueries: each layout's row is read with an itemgetter
+        getters = {layout: _getter(placement, width, len(layout))
+                   for layout, placement in placements.items()}
+        for layout, values in flat:
+            rows.append(list(getters[layout]((*values, None))))
+        return Table([columns.names[key] for key in keys], rows)
     for layout, values in flat:
         row: list = [None] * width
         for i, value in zip(placements[layout], values, strict=True):
             if i >= 0:
                 if value.__class__ is _Child:
                     value = _table(columns.children.get(keys[i]) or _Select([], None),
-                                   _child_records(value.element))
+                                   _child_records(value.element), careful=careful)
                 row[i] = value
         rows.append(row)
     return Table([columns.names[key] for key in keys], rows)
@@ -501,7 +619,7 @@ def columns_for(soql: str, records: Sequence) -> list[str]:
     select = parse_select(soql)
     if select.count_only and not select.columns and not len(records):
         return ["COUNT()"]
-    columns, _flat = _walk(select, records)
+    columns, _flat, _fast = _walk(select, records)
     return [columns.names[key] for key in columns.visible()]
 
 
@@ -614,34 +732,62 @@ def csv_rows(columns: Sequence[str], records: Iterable) -> list[Sequence[str | N
     A child subquery's cell is the JSON text of its REST-shaped records list, so the CSV keeps
     one row per record and the children are all there. Fields not in `columns` are left out.
     """
-    index = {column.lower(): i for i, column in enumerate(columns)}
-    wanted = set(index)
-    width = len(columns)
-    plans = _Plans(index, wanted)
-    records = records if isinstance(records, Sequence) else list(records)
-    fast_batch = plans.batch(records)
-    if fast_batch is not None:
-        return fast_batch
-    placements: dict[tuple, list] = {}
-    rows: list = []
-    for record in records:
-        fast = plans.values(record)
-        if fast is not None:
-            rows.append(fast)  # csv writes None as an empty cell
-            continue
-        paths: list = []
-        values: list = []
-        _flatten(record, "", paths, values, wanted)
-        layout = tuple(paths)
-        placement = placements.get(layout)
+    return CsvRows(columns).rows(records)
+
+
+class CsvRows:
+    """`csv_rows` for the batches of one query: what is learnt about the records' structures
+    (which element holds which field) is kept from one batch to the next."""
+
+    def __init__(self, columns: Sequence[str], *, careful: bool = False) -> None:
+        """Rows under dotted `columns` (from `columns_for`); `careful` skips the fast path."""
+        self._index = {column.lower(): i for i, column in enumerate(columns)}
+        self._wanted = set(self._index)
+        self._width = len(columns)
+        self._reader = _Reader(self._wanted)
+        self._placements: dict[tuple, list] = {}
+        self._getters: dict[tuple, object] = {}
+        self._careful = careful
+
+    def _placement(self, layout: tuple) -> list:
+        placement = self._placements.get(layout)
         if placement is None:
-            placement = placements[layout] = [index.get(path.lower(), -1) for path in layout]
-        row: list = [None] * width
-        for i, value in zip(placement, values, strict=True):
+            if len(self._placements) > 256:
+                self._placements.clear()  # ever new layouts: memory stays bounded
+                self._getters.clear()
+            placement = self._placements[layout] = [self._index.get(path.lower(), -1)
+                                                    for path in layout]
+        return placement
+
+    def rows(self, records: Iterable) -> list[Sequence[str | None]]:
+        """The CSV cells of each record, as `csv_rows`."""
+        records = records if isinstance(records, Sequence) else list(records)
+        flat = None if self._careful else self._reader.read(records)
+        if flat is not None:  # no child subqueries: each layout's row is an itemgetter's
+            getters = self._getters
+            rows: list = []
+            for layout, values in flat:
+                getter = getters.get(layout)
+                if getter is None:
+                    placement = self._placement(layout)
+                    # Two fields in one column (SOQL's case-insensitive names): the last
+                    # non-null value is kept, value by value.
+                    getter = getters[layout] = (
+                        _getter(placement, self._width, len(layout))
+                        if _one_field_a_column(placement) else False)
+                if getter is False:
+                    rows.append(self._row(layout, values))
+                else:
+                    rows.append(getter((*values, None)))
+            return rows
+        return [self._row(*_careful(record, self._wanted)) for record in records]
+
+    def _row(self, layout: tuple, values: Sequence) -> list:
+        row: list = [None] * self._width
+        for i, value in zip(self._placement(layout), values, strict=True):
             if i >= 0 and value is not None:
                 row[i] = _child_json(value) if value.__class__ is _Child else value
-        rows.append(row)
-    return rows
+        return row
 
 
 def csv_row(columns: Sequence[str], record) -> Sequence[str | None]:  # noqa: ANN001

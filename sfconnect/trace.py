@@ -14,10 +14,12 @@ keeps only its random id. It keeps the last 100 entries and is deleted at logout
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -35,6 +37,13 @@ SESSION_KEY = "flow_trace"  # the session's trace id
 URLS_KEY = "identity_urls"  # the identity service's `urls`, for the endpoints panel
 LIMIT = 100  # entries kept per trace
 BODY_LIMIT = 64 * 1024  # characters of a body kept in an entry
+# Characters of a response that are masked (room for a secret across the cut), and the bytes that
+# surely hold them (UTF-8 is at most 4 bytes a character): a queryMore batch is megabytes.
+_MASKED_CHARS = BODY_LIMIT + 4096
+_MASKED_BYTES = 4 * _MASKED_CHARS + 4
+# Set by `summary_only`: the note of entries recorded without their response body.
+_SUMMARY_ONLY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "sfconnect_trace_summary_only", default=None)
 
 # Every step of the flow: what it is for, and the rule it follows.
 STEPS: dict[str, str] = {
@@ -176,8 +185,12 @@ def _entry(step: str, **fields: object) -> dict:
 
 def exchange_entry(purpose: str, request: requests.PreparedRequest,
                    response: requests.Response | None, started: float, elapsed: float,
-                   error: BaseException | None) -> dict:
-    """One outbound exchange as a trace entry, every secret masked."""
+                   error: BaseException | None, *, summary: str | None = None) -> dict:
+    """One outbound exchange as a trace entry, every secret masked.
+
+    With a `summary` (a note saying why), a successful response is recorded without its body:
+    status, headers, size and time only. The request is recorded in full, masked, either way.
+    """
     raw_body = _text(request.body) or ""
     request_mime = _mime(request.headers)
     form = dict(parse_qsl(raw_body)) if "urlencoded" in request_mime else {}
@@ -193,19 +206,28 @@ def exchange_entry(purpose: str, request: requests.PreparedRequest,
         entry["note"] = f"No answer: {type(error).__name__}."
         return entry
     content = getattr(response, "_content", False)
-    response_text = _text(content) if content is not False else "(streamed, not recorded)"
     response_mime = _mime(response.headers)
-    # Mask only what can be kept (with room for a secret across the cut): masking is linear in
-    # the body, and a queryMore batch is megabytes (issue 5: exports stream 50 of them a query).
-    masked = (redaction.mask_body(response_text[:BODY_LIMIT + 4096], response_mime)
-              if response_text else None)
-    response_body, response_cut = _cut(masked)
-    response_cut = response_cut or len(response_text or "") > BODY_LIMIT + 4096
     entry.update(status=response.status_code, status_text=response.reason or "",
                  response_headers=redaction.mask_headers(response.headers.items()),
-                 response_body=response_body, response_mime=response_mime,
-                 response_size=len(content) if isinstance(content, bytes) else 0,
-                 response_truncated=response_cut)
+                 response_mime=response_mime,
+                 response_size=len(content) if isinstance(content, bytes) else 0)
+    if summary is not None and response.status_code == 200:
+        # A summary: no copy of the body and no masking pass over it (faults stay in full).
+        entry["note"] = summary
+    else:
+        # Mask only what can be kept: masking is linear in the body, and a queryMore batch is
+        # megabytes. Only the bytes that hold the kept characters are decoded.
+        if isinstance(content, bytes):
+            response_text = _text(content[:_MASKED_BYTES])
+            longer = len(content) > _MASKED_BYTES
+        else:
+            response_text = _text(content) if content is not False else "(streamed, not recorded)"
+            longer = False
+        longer = longer or len(response_text or "") > _MASKED_CHARS
+        masked = (redaction.mask_body(response_text[:_MASKED_CHARS], response_mime)
+                  if response_text else None)
+        response_body, response_cut = _cut(masked)
+        entry.update(response_body=response_body, response_truncated=response_cut or longer)
     if step == "SOAP request" and b"INVALID_SESSION_ID" in (content or b"")[:4096]:
         entry["note"] = ("INVALID_SESSION_ID: the access token expired or was revoked; the app "
                          "refreshes it once and retries.")
@@ -261,8 +283,24 @@ def observe(purpose: str, request: requests.PreparedRequest, response: requests.
     a request, or in an app without the trace)."""
     if not has_request_context() or "sfconnect.trace" not in current_app.extensions:
         return
-    entry = exchange_entry(purpose, request, response, started, elapsed, error)
+    entry = exchange_entry(purpose, request, response, started, elapsed, error,
+                           summary=_SUMMARY_ONLY.get())
     pending(create=True).extend([entry, *_followers(entry, response)])
+
+
+@contextlib.contextmanager
+def summary_only(note: str) -> Iterator[None]:
+    """Record the exchanges made inside (in this thread) without their response bodies.
+
+    For the queryMore batches of an export: a learner needs one SOAP exchange in full (the
+    export's first, `query`), not fifty copies of megabyte replies; each batch still gets an
+    entry with its request, status, size and time. `note` says so on each entry.
+    """
+    token = _SUMMARY_ONLY.set(note)
+    try:
+        yield
+    finally:
+        _SUMMARY_ONLY.reset(token)
 
 
 def pending(create: bool = False) -> list[dict]:
@@ -437,6 +475,14 @@ def _flush(store: TraceStore, create: bool) -> None:
         trace_id = session[SESSION_KEY] = secrets.token_urlsafe(32)
     store.append(trace_id, list(entries))
     entries.clear()
+
+
+def flush() -> None:
+    """Store the entries recorded so far in this request context. For a worker thread of a
+    streamed response (an export): the response can end, and the user open /flow, before the
+    worker's context ends."""
+    if has_request_context() and "sfconnect.trace" in current_app.extensions:
+        _flush(store_of(current_app), create=False)
 
 
 def _teardown(_error: BaseException | None) -> None:
