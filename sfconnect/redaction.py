@@ -69,10 +69,22 @@ def _masked_match(match: re.Match) -> str:
     return key + mask(value)
 
 
+# Each pattern with the literals one of which any match must contain: a reply of megabytes
+# without them is not scanned by that pattern at all (`in` is far cheaper than a regex pass).
+_PATTERNS_AND_TRIGGERS = (
+    (_PARAM_RE, tuple(f"{name}=" for name in SECRET_PARAMS)),
+    (_NAMED_SECRET_RE, SECRET_PARAMS),
+    (_BEARER_RE, ("Bearer",)),
+    (_SESSION_ID_RE, ("sessionId>",)),
+    (_ACCESS_TOKEN_RE, ("!",)),
+)
+
+
 def redact(text: str) -> str:
     """Mask every secret this module can recognise in `text`."""
-    for pattern in (_PARAM_RE, _NAMED_SECRET_RE, _BEARER_RE, _SESSION_ID_RE, _ACCESS_TOKEN_RE):
-        text = pattern.sub(_masked_match, text)
+    for pattern, triggers in _PATTERNS_AND_TRIGGERS:
+        if any(trigger in text for trigger in triggers):
+            text = pattern.sub(_masked_match, text)
     return text
 
 
