@@ -197,6 +197,19 @@ class PartnerClient:
                     self._services[endpoint] = service
         return service
 
+    def _headers(self, session_id: str, batch_size: int | None) -> list:
+        """This caller's SOAP headers: its own SessionHeader, and QueryOptions when asked."""
+        headers = [self._session_header(sessionId=session_id)]
+        if batch_size:
+            headers.append(self._query_options(batchSize=int(batch_size)))
+        return headers
+
+    def envelope(self, endpoint: str, session_id: str, operation: str, *args: object,
+                 batch_size: int | None = None) -> etree._Element:
+        """The envelope `operation(*args)` would send, built by zeep, without sending it."""
+        return self._client.create_message(self._service(endpoint), operation, *args,
+                                           _soapheaders=self._headers(session_id, batch_size))
+
     def _call(self, endpoint: str, session_id: str, operation: str, *args: object,
               batch_size: int | None = None) -> etree._Element:
         """Send one operation with this caller's headers; return the reply's body element."""
@@ -209,9 +222,7 @@ class PartnerClient:
                                       f"The input holds a character XML cannot carry "
                                       f"(U+{ord(bad.group()):04X}); nothing was sent to "
                                       "Salesforce.", row, column)
-        headers = [self._session_header(sessionId=session_id)]
-        if batch_size:
-            headers.append(self._query_options(batchSize=int(batch_size)))
+        headers = self._headers(session_id, batch_size)
         service = self._service(endpoint)
         try:
             # raw_response lives in zeep's thread-local settings: other threads are unaffected.

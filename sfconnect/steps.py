@@ -497,17 +497,8 @@ def _soap_page(step_id: str, data: dict) -> StepPage:
 
 def soap_envelope(partner: object, endpoint: str, session_id: str, operation: str,
                   argument: str, batch_size: int | None) -> str:
-    """The envelope zeep would send for `operation(argument)`, pretty-printed, without sending.
-
-    Built exactly as PartnerClient._call builds its headers, through zeep's create_message.
-    """
-    # PartnerClient has no public envelope builder yet; its zeep client and elements are used here.
-    headers = [partner._session_header(sessionId=session_id)]  # type: ignore[attr-defined]
-    if batch_size:
-        headers.append(partner._query_options(batchSize=int(batch_size)))  # type: ignore[attr-defined]
-    service = partner._service(endpoint)  # type: ignore[attr-defined]
-    envelope = partner._client.create_message(  # type: ignore[attr-defined]
-        service, operation, argument, _soapheaders=headers)
+    """The envelope zeep would send for `operation(argument)`, pretty-printed, without sending."""
+    envelope = partner.envelope(endpoint, session_id, operation, argument, batch_size=batch_size)
     return etree.tostring(envelope, pretty_print=True, encoding="unicode")
 
 
