@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, count
 from operator import attrgetter, itemgetter, methodcaller
@@ -101,54 +101,47 @@ class _Select:
     aggregate: bool = False
 
 
-def _split_top(text: str, separator: str = ",") -> list[str]:
-    """Split on `separator` outside parentheses and quotes."""
-    parts, depth, quote, start = [], 0, None, 0
+def _top_level(text: str) -> Iterator[int]:
+    """The indexes of `text` outside string literals and parentheses (SOQL's nesting)."""
+    depth, quote = 0, False
     i = 0
     while i < len(text):
         char = text[i]
         if quote:
             if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = None
+                i += 1  # an escaped character, the quote included
+            elif char == "'":
+                quote = False
         elif char == "'":
-            quote = char
+            quote = True
         elif char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
-        elif char == separator and depth == 0:
+        elif depth == 0:
+            yield i
+        i += 1
+
+
+def _split_top(text: str, separator: str = ",") -> list[str]:
+    """Split on `separator` outside parentheses and quotes."""
+    parts, start = [], 0
+    for i in _top_level(text):
+        if text[i] == separator:
             parts.append(text[start:i])
             start = i + 1
-        i += 1
     parts.append(text[start:])
     return [part.strip() for part in parts if part.strip()]
 
 
 def _find_from(text: str) -> int:
     """Index of the top-level FROM keyword, or -1."""
-    depth, quote = 0, None
     lowered = text.lower()
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = None
-        elif char == "'":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif (depth == 0 and lowered.startswith("from", i) and (i == 0 or text[i - 1].isspace()
-              or text[i - 1] == ")") and (i + 4 >= len(text) or not (text[i + 4].isalnum()
-                                                                     or text[i + 4] == "_"))):
+    for i in _top_level(text):
+        if (lowered.startswith("from", i)
+                and (i == 0 or text[i - 1].isspace() or text[i - 1] == ")")
+                and (i + 4 >= len(text) or not (text[i + 4].isalnum() or text[i + 4] == "_"))):
             return i
-        i += 1
     return -1
 
 
