@@ -1,5 +1,5 @@
 """Browser fixtures shared by every browser test: one headless Debian Chromium for the run
-(driven by Playwright; never `playwright install`), a fresh page per test that collects console
+(driven by Playwright; no browser is ever downloaded), a fresh page per test that collects console
 errors, and signing in through the local org's login and consent pages."""
 from __future__ import annotations
 
