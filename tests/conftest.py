@@ -61,6 +61,19 @@ class LocalOrg:
         return client
 
 
+def mint_token(org, username: str = "admin@devorg.local") -> str:
+    """An access token for a seeded user, issued straight from the org's token store (setup for
+    tests of what comes after the flow)."""
+    user_id = org.state.data.user_by_username(username)["Id"]
+    return org.state.tokens.issue(client_id="x", user_id=user_id, scope="api",
+                                  with_refresh=False).access_token
+
+
+def partner_url_template(org) -> str:
+    """The org's partner endpoint as the identity service gives it, `{version}` unfilled."""
+    return f"{org.url}/services/Soap/u/{{version}}/{org.state.org_id[:15]}"
+
+
 def start_org(**config_fields) -> LocalOrg:
     config_fields.setdefault("admin_enabled", True)
     app = devorg.create_app(OrgConfig(**config_fields))

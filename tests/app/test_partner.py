@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import mint_token, partner_url_template
 
 from sfconnect.errors import InvalidSession, SalesforceFault, UpstreamError
 from sfconnect.http import outbound_session
@@ -22,14 +23,8 @@ def client(request) -> PartnerClient:
     return PartnerClient(request.param, outbound_session("partner"), timeout=30)
 
 
-def session_for(org, username: str = "admin@devorg.local") -> str:
-    user_id = org.state.data.user_by_username(username)["Id"]
-    return org.state.tokens.issue(client_id="x", user_id=user_id, scope="api",
-                                  with_refresh=False).access_token
-
-
 def endpoint_of(org, client: PartnerClient) -> str:
-    return client.endpoint(f"{org.url}/services/Soap/u/{{version}}/{org.state.org_id[:15]}")
+    return client.endpoint(partner_url_template(org))
 
 
 def test_version_comes_from_the_wsdl(client):
@@ -38,7 +33,7 @@ def test_version_comes_from_the_wsdl(client):
 
 
 def test_query_and_query_more_read_every_record(local_org, client):
-    session_id, endpoint = session_for(local_org), endpoint_of(local_org, client)
+    session_id, endpoint = mint_token(local_org), endpoint_of(local_org, client)
     total = client.query(endpoint, session_id, "SELECT COUNT() FROM Contact").size
     batch = client.query(endpoint, session_id, "SELECT Id, LastName FROM Contact", batch_size=200)
     seen = list(batch.records)
@@ -53,14 +48,14 @@ def test_query_and_query_more_read_every_record(local_org, client):
 
 def test_size_is_the_query_total_not_the_batch(local_org, client):
     # Salesforce's QueryResult.size is the number of rows of the whole query (progress bars use it).
-    session_id, endpoint = session_for(local_org), endpoint_of(local_org, client)
+    session_id, endpoint = mint_token(local_org), endpoint_of(local_org, client)
     total = client.query(endpoint, session_id, "SELECT COUNT() FROM Contact").size
     batch = client.query(endpoint, session_id, "SELECT Id FROM Contact", batch_size=200)
     assert batch.size == total > 200
 
 
 def test_query_all_sees_deleted_records(local_org, client):
-    session_id, endpoint = session_for(local_org), endpoint_of(local_org, client)
+    session_id, endpoint = mint_token(local_org), endpoint_of(local_org, client)
     live = client.query(endpoint, session_id, "SELECT COUNT() FROM Contact").size
     every = client.query(endpoint, session_id, "SELECT COUNT() FROM Contact",
                          include_deleted=True).size
@@ -68,7 +63,7 @@ def test_query_all_sees_deleted_records(local_org, client):
 
 
 def test_faults_carry_code_message_row_and_column(local_org, client):
-    session_id, endpoint = session_for(local_org), endpoint_of(local_org, client)
+    session_id, endpoint = mint_token(local_org), endpoint_of(local_org, client)
     with pytest.raises(SalesforceFault) as caught:
         client.query(endpoint, session_id, "SELECT Asdf FROM Contact")
     assert caught.value.code == "INVALID_FIELD"
@@ -93,7 +88,7 @@ def test_unreadable_replies_are_upstream_errors(fresh_org, fault):
     client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=10)
     fresh_org.state.faults.soap_endpoint = fault
     with pytest.raises(UpstreamError):
-        client.query(endpoint_of(fresh_org, client), session_for(fresh_org), "SELECT Id FROM User")
+        client.query(endpoint_of(fresh_org, client), mint_token(fresh_org), "SELECT Id FROM User")
 
 
 def test_silent_server_times_out_as_upstream_error():
@@ -118,7 +113,7 @@ def test_threads_never_share_a_session(local_org):
     """
     client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=30)
     endpoint = endpoint_of(local_org, client)
-    sessions = [session_for(local_org, u) for u in ("admin@devorg.local",
+    sessions = [mint_token(local_org, u) for u in ("admin@devorg.local",
                                                     "zoë.müller@devorg.local") * 4]
     for revoked in sessions[4:]:
         local_org.state.tokens.revoke(revoked)
@@ -144,7 +139,7 @@ def test_threads_never_share_a_session(local_org):
 
 
 def test_session_id_never_reaches_the_debug_log(local_org, client, caplog):
-    session_id = session_for(local_org)
+    session_id = mint_token(local_org)
     with caplog.at_level(logging.DEBUG):
         client.query(endpoint_of(local_org, client), session_id, "SELECT Id FROM User")
         with pytest.raises(InvalidSession):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import mint_token, partner_url_template
 from flask import Flask, render_template_string
 from lxml import etree
 
@@ -209,11 +210,8 @@ def test_template_escapes_values_and_nests_tables():
 @pytest.fixture(scope="module")
 def live(local_org):
     client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=30)
-    user_id = local_org.state.data.user_by_username("admin@devorg.local")["Id"]
-    session_id = local_org.state.tokens.issue(client_id="x", user_id=user_id, scope="api",
-                                              with_refresh=False).access_token
-    endpoint = client.endpoint(
-        f"{local_org.url}/services/Soap/u/{{version}}/{local_org.state.org_id[:15]}")
+    session_id = mint_token(local_org)
+    endpoint = client.endpoint(partner_url_template(local_org))
     return lambda soql, **kw: client.query(endpoint, session_id, soql, **kw)
 
 

@@ -7,6 +7,7 @@ from xml.sax.saxutils import escape
 
 import requests
 import zeep
+from conftest import mint_token  # noqa: F401 - shared with the SOAP tests
 from lxml import etree
 from zeep.transports import Transport
 
@@ -29,12 +30,6 @@ XSI_TYPE = f"{{{NS['xsi']}}}type"
 def user_id(org, username: str = "admin@devorg.local") -> str:
     """The Id of a seeded user."""
     return org.state.data.user_by_username(username)["Id"]
-
-
-def mint_token(org, username: str = "admin@devorg.local") -> str:
-    """An access token for a seeded user, issued straight from the org's token store."""
-    return org.state.tokens.issue(client_id="x", user_id=user_id(org, username), scope="api",
-                                  with_refresh=False).access_token
 
 
 def partner_url(org, version: str = VERSION, org_id: str | None = None) -> str:
