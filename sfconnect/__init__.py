@@ -75,23 +75,18 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
 
     partner = PartnerClient(config.partner_wsdl,
                             oauth_flow.quiet_session("partner", config.http_timeouts),
-                            timeout=config.http_timeout)
+                            timeout=config.http_timeout, api_version=config.api_version)
     app.extensions["sfconnect.partner"] = partner
     app.extensions["sfconnect.identity_http"] = oauth_flow.quiet_session("identity",
                                                                          config.http_timeouts)
     app.extensions["sfconnect.store_check"] = store_check
     oauth = oauth_flow.init_app(app, config)
 
-    def endpoint_for(partner_url: str) -> str:
-        if config.api_version:
-            return partner_url.replace("{version}", config.api_version)
-        return partner.endpoint(partner_url)
-
     app.extensions["sfconnect.tokens"] = TokenService(
         vault=TokenVault(token_store, config.token_key),
         trust=TrustPolicy([host.url for host in config.login_hosts], config.trusted_hosts),
         client_secret=config.client_secret,
-        refresh=oauth.refresh, revoke=oauth.revoke, endpoint_for=endpoint_for,
+        refresh=oauth.refresh, revoke=oauth.revoke, endpoint_for=partner.endpoint,
         refresh_lock_s=config.refresh_lock_s,
     )
     views.init_app(app)

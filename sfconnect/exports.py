@@ -138,7 +138,7 @@ class _Batches:
 
             def more(endpoint: str, session_id: str) -> QueryBatch:
                 hand_over_parsed()  # the token is read: now the caller may have the GIL
-                return client.query_more(client.endpoint(endpoint), session_id, locator,
+                return client.query_more(endpoint, session_id, locator,
                                          batch_size=batch_size)
 
             try:
@@ -206,7 +206,7 @@ def _start(kind: str) -> Response:
     client = _client()
     try:
         first = _call_with_session(lambda endpoint, session_id: client.query(
-            client.endpoint(endpoint), session_id, soql, batch_size=batch_size,
+            endpoint, session_id, soql, batch_size=batch_size,
             include_deleted=include_deleted))
     except NotConnected:
         return redirect("/")

@@ -127,8 +127,12 @@ def plain(element: etree._Element) -> object:
 class PartnerClient:
     """The partner API for all users of this process: built once from a WSDL, thread-safe."""
 
-    def __init__(self, wsdl: str, session: requests.Session, timeout: float = 30) -> None:
-        """Load `wsdl` (a path or URL) with zeep; every call goes out through `session`."""
+    def __init__(self, wsdl: str, session: requests.Session, timeout: float = 30,
+                 api_version: str | None = None) -> None:
+        """Load `wsdl` (a path or URL) with zeep; every call goes out through `session`.
+
+        Calls go to `api_version` (SF_API_VERSION) when given, else to the WSDL's own version.
+        """
         transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
         self._client = zeep.Client(wsdl, transport=transport)
         port = next(port for service in self._client.wsdl.services.values()
@@ -138,7 +142,7 @@ class PartnerClient:
         match = _VERSION_IN_ADDRESS.search(address)
         if match is None:
             raise ValueError(f"the partner WSDL's soap:address names no API version: {address!r}")
-        self.api_version: str = match.group(1)
+        self.api_version: str = api_version or match.group(1)
         self._session_header = self._client.get_element(f"{{{TNS}}}SessionHeader")
         self._query_options = self._client.get_element(f"{{{TNS}}}QueryOptions")
         self._services: dict[str, object] = {}
@@ -146,7 +150,7 @@ class PartnerClient:
         install_log_mask()
 
     def endpoint(self, partner_url_template: str) -> str:
-        """The identity service's partner URL with `{version}` set to the WSDL's version."""
+        """The identity service's partner URL with `{version}` set to the API version in use."""
         return partner_url_template.replace("{version}", self.api_version)
 
     # -- operations ---------------------------------------------------------------------------

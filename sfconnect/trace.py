@@ -272,9 +272,8 @@ def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
 
 
 def api_version() -> str:
-    """The API version the app fills into `{version}`."""
-    settings: Settings = current_app.extensions["sfconnect.settings"]
-    return settings.api_version or current_app.extensions["sfconnect.partner"].api_version
+    """The API version the app fills into `{version}` (SF_API_VERSION, else the WSDL's)."""
+    return current_app.extensions["sfconnect.partner"].api_version
 
 
 def observe(purpose: str, request: requests.PreparedRequest, response: requests.Response | None,
