@@ -12,13 +12,14 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, Response, jsonify, render_template, request, session
+from flask import Flask, Response, current_app, jsonify, render_template, request, session
 from flask.sessions import SessionMixin
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
 from . import exports, learn, steps, views
 from . import oauth as oauth_flow
+from .http import outbound_session
 from .redaction import install_log_redaction
 from .settings import ConfigError, Settings, load_settings
 from .tokens import (
@@ -74,11 +75,10 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     from .partner import PartnerClient  # the SOAP client: built once, shared by all threads
 
     partner = PartnerClient(config.partner_wsdl,
-                            oauth_flow.quiet_session("partner", config.http_timeouts),
+                            outbound_session("partner", config.http_timeouts),
                             timeout=config.http_timeout, api_version=config.api_version)
     app.extensions["sfconnect.partner"] = partner
-    app.extensions["sfconnect.identity_http"] = oauth_flow.quiet_session("identity",
-                                                                         config.http_timeouts)
+    app.extensions["sfconnect.identity_http"] = outbound_session("identity", config.http_timeouts)
     app.extensions["sfconnect.store_check"] = store_check
     oauth = oauth_flow.init_app(app, config)
 
@@ -199,8 +199,6 @@ def _store_unavailable(error: Exception):  # noqa: ANN202
 
 def _page_context() -> dict[str, object]:
     """What every page shows in its header: the app's name and who is connected."""
-    from flask import current_app
-
     return {"connection": Connection.from_session(session.get("sf")),
             "login_hosts": current_app.extensions["sfconnect.settings"].login_hosts}
 

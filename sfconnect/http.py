@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from http.cookiejar import DefaultCookiePolicy
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -64,10 +65,15 @@ class _TimeoutAdapter(HTTPAdapter):
 
 def outbound_session(purpose: str,
                      timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> requests.Session:
-    """A session for one purpose ("oauth", "identity", "partner" ...), timeouts on every call."""
+    """A session for one purpose ("oauth", "identity", "partner" ...), timeouts on every call.
+
+    It keeps no cookies: one session serves every user of the process, and one user's cookie
+    must never ride along with another's request.
+    """
     session = requests.Session()
     session.headers["User-Agent"] = f"sfconnect/{purpose}"
     session.trust_env = False  # proxies from the environment must not see the tokens
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     adapter = _TimeoutAdapter(timeout, purpose, pool_maxsize=32)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from . import diagram, har, rest, trace
 from .errors import SalesforceFault
+from .http import outbound_session
 from .settings import Settings, is_loopback
 from .tokens import SALESFORCE_DOMAINS, Connection, TokenSet, call_with_session, with_session_tokens
 
@@ -112,6 +113,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     from .cli import sf
 
     trace.init_app(app, settings)
+    # /compare's REST calls: one session for all users, like the other outbound sessions.
+    app.extensions["sfconnect.rest_http"] = outbound_session("rest", settings.http_timeouts)
     app.register_blueprint(bp)
     app.context_processor(_endpoints_context)
     app.cli.add_command(sf)
@@ -210,7 +213,7 @@ def _rest_query(tokens: TokenSet, soql: str) -> rest.RestQueryResult:
     urls = session.get(trace.URLS_KEY) or _identity_urls(tokens)
     url = service.trust.check(rest.query_url(urls["query"], trace.api_version()),
                               tokens.instance_url)
-    return rest.query(_rest_http(), url, tokens.access_token, soql)
+    return rest.query(current_app.extensions["sfconnect.rest_http"], url, tokens.access_token, soql)
 
 
 def _identity_urls(tokens: TokenSet) -> dict[str, str]:
@@ -229,16 +232,6 @@ def _identity_urls(tokens: TokenSet) -> dict[str, str]:
         raise UpstreamError("identity", "the identity service answered no urls") from None
     session[trace.URLS_KEY] = urls
     return urls
-
-
-def _rest_http():  # noqa: ANN202 - a requests.Session, built once per app
-    http = current_app.extensions.get("sfconnect.rest_http")
-    if http is None:
-        from .oauth import quiet_session
-
-        http = quiet_session("rest", _settings().http_timeouts)
-        current_app.extensions["sfconnect.rest_http"] = http
-    return http
 
 
 def _last_entry(step: str) -> dict | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from http.cookiejar import DefaultCookiePolicy
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -43,14 +42,6 @@ MAX_SOQL = 100_000
 # Far above any real state, code or error text (a Salesforce code is about 90 characters): a
 # longer one is refused before any lookup or token call, and the pending sign-in stays usable.
 MAX_CALLBACK_PARAM = 4096
-
-
-def quiet_session(purpose: str,
-                  timeout: float | tuple[float, float] | None = None) -> requests.Session:
-    """An outbound session that keeps no cookies: it is shared by every user of the process."""
-    http = outbound_session(purpose) if timeout is None else outbound_session(purpose, timeout)
-    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    return http
 
 
 class _OutboundOAuth2Session(OAuth2Session):
@@ -152,7 +143,7 @@ def upstream(service: str) -> Iterator[None]:
 
 def init_app(app: Flask, settings: Settings) -> SalesforceOAuth:
     """Register the login hosts with Authlib and the flow's routes."""
-    oauth = SalesforceOAuth(app, settings, quiet_session("oauth", settings.http_timeouts))
+    oauth = SalesforceOAuth(app, settings, outbound_session("oauth", settings.http_timeouts))
     app.extensions["sfconnect.oauth"] = oauth
     app.register_blueprint(bp)
     steps.on_continue(app, "token", _continue_token_request)
