@@ -81,6 +81,19 @@ def start_org(**config_fields) -> LocalOrg:
     return LocalOrg(server.url, devorg.org_of(app), server)
 
 
+def module_org(contact_count: int):
+    """A module-scoped fixture: a local org of the module's own with `contact_count` Contacts
+    (`org = module_org(2500)` at the top of a test module)."""
+
+    @pytest.fixture(scope="module")
+    def org() -> Iterator[LocalOrg]:
+        running = start_org(contact_count=contact_count)
+        yield running
+        running.server.shutdown()
+
+    return org
+
+
 @pytest.fixture(scope="session")
 def local_org() -> Iterator[LocalOrg]:
     """One local org for the whole run, with the admin controls on."""

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from browser_fixtures import app_problems, sign_in
-from conftest import start_org
+from conftest import module_org
 from conftest_flow import counters
 from playwright.sync_api import expect
 
 CONTACTS = 20_000
 
 
-@pytest.fixture(scope="module")
-def org():
-    running = start_org(contact_count=CONTACTS)
-    yield running
-    running.server.shutdown()
+org = module_org(CONTACTS)
 
 
 def live(org) -> int:

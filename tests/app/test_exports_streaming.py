@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from conftest import start_org
+from conftest import module_org
 from conftest_flow import counters
 from test_exports import connect
 
@@ -17,11 +17,7 @@ CONTACTS = 20_000
 BATCH = 200
 
 
-@pytest.fixture(scope="module")
-def org():
-    running = start_org(contact_count=CONTACTS)
-    yield running
-    running.server.shutdown()
+org = module_org(CONTACTS)
 
 
 @pytest.fixture

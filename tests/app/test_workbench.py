@@ -8,19 +8,14 @@ from html import unescape
 import lxml.html
 import pytest
 import requests
-from conftest import start_org
+from conftest import module_org
 from conftest_flow import counters
 from test_exports import connect
 
 CONTACTS = 2500
 
 
-@pytest.fixture(scope="module")
-def org():
-    """A local org of this module's own, with 2,500 Contacts (some tests shorten its cursors)."""
-    running = start_org(contact_count=CONTACTS)
-    yield running
-    running.server.shutdown()
+org = module_org(CONTACTS)  # the module's own org: some tests shorten its cursors
 
 
 @pytest.fixture
