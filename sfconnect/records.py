@@ -17,8 +17,8 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, count
-from operator import attrgetter, itemgetter, methodcaller
+from itertools import chain
+from operator import attrgetter, itemgetter
 
 from markupsafe import Markup, escape
 
@@ -43,24 +43,25 @@ class Table:
         """The table's rows as HTML `<tr>` elements, every value escaped (markupsafe), None an
         empty cell of class "null"; None when a cell holds a nested table (the template renders
         those). The same markup as templates/_records_table.html, built without a template call
-        per cell (a 2,000-record page has 12,000 and more cells): the cells are joined with
-        control characters XML cannot carry, escaped in one call, and the separators then
-        replaced by the tags; counting the separators first proves no value held one."""
+        per cell (a 2,000-record page has 12,000 and more cells): the cells are joined with a
+        control character XML cannot carry, escaped in one call, split again and set into one
+        format string of all rows; counting the separators first proves no value held one."""
         rows = self.rows
         if not rows:
             return Markup("")
+        width = len(rows[0])
+        cells = list(chain.from_iterable(rows))
         try:
-            text = _ROW_SEP.join([_CELL_SEP.join(map(_AS_NULL, row, row)) for row in rows])
+            text = _CELL_SEP.join(map(_AS_NULL, cells, cells))
         except TypeError:
             return None  # a nested table (unhashable), or not a string
-        cells = sum(map(len, rows))
-        nulls = sum(row.count(None) for row in rows)
-        if (min(map(len, rows)) == 0 or text.count(_CELL_SEP) != cells - len(rows)
-                or text.count(_ROW_SEP) != len(rows) - 1 or text.count(_NULL) != nulls):
+        nulls = cells.count(None)
+        if (width == 0 or len(cells) != width * len(rows)  # rows of one width only
+                or text.count(_CELL_SEP) != len(cells) - 1 or text.count(_NULL) != nulls):
             return self._rows_html_by_cell()
-        body = (str(escape(text)).replace(_CELL_SEP, "</td><td>")
-                .replace(_ROW_SEP, "</td>\n    </tr>\n    <tr><td>"))
-        html = f"\n    <tr><td>{body}</td>\n    </tr>"
+        escaped = str(escape(text)).split(_CELL_SEP)
+        row = "\n    <tr>" + "<td>%s</td>" * width + "\n    </tr>"
+        html = (row * len(rows)) % tuple(escaped)  # the values are arguments, never the format
         if nulls:
             html = html.replace(f"<td>{_NULL}</td>", '<td class="null"></td>')
         # Safe: the values went through escape(); the rest is the constant markup above.
@@ -76,8 +77,8 @@ class Table:
         return Markup("".join(parts))  # noqa: S704 - every value went through escape()
 
 
-# Separators in Table.rows_html: characters XML 1.0 cannot carry, so no record value holds them.
-_CELL_SEP, _ROW_SEP, _NULL = "\x00", "\x02", "\x01"
+# Markers in Table.rows_html: characters XML 1.0 cannot carry, so no record value holds them.
+_CELL_SEP, _NULL = "\x00", "\x01"
 _AS_NULL = {None: _NULL}.get  # (cell, cell): the marker for None, the cell itself otherwise
 
 
@@ -345,42 +346,48 @@ def _child_records(element) -> list:  # noqa: ANN001
 # element's text) make the whole call take the careful path.
 
 _MISSING = object()
-_SLICE = 50  # records read at once: about 600 element proxies, under gc's first threshold (700)
 _TAG = attrgetter("tag")
-_ITER = methodcaller("iter")
 _TEXT = attrgetter("text")
 _BLANK_START = frozenset(" \n\r\t")
 
 
-class _Structure:
-    """How to read the records of one structure: its layout (the dotted paths of its fields) and
-    the position of each field's element in document order."""
+def _picker(positions: list[int]):  # noqa: ANN202
+    """Picks the items at `positions` as a tuple, whatever their number (an itemgetter of one
+    index gives the item itself, not a tuple)."""
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    if positions:
+        at = positions[0]
+        return lambda items: (items[at],)
+    return lambda items: ()
 
-    __slots__ = ("layout", "fields", "positions", "present", "absent", "nones")
+
+class _Structure:
+    """How to read the records of one structure: its layout (the dotted paths of its fields),
+    the position of each field's element in document order, and the Ids that must be there
+    (or not) for the structure's reading to hold."""
+
+    __slots__ = ("key", "layout", "positions", "fields", "present", "absent")
 
     def __init__(self, record, elements: list, wanted: set[str] | None) -> None:  # noqa: ANN001
         paths: list = []
         values: list = []
         found: list = []
         _flatten(record, "", paths, values, wanted, found)
+        self.key = tuple(map(_TAG, elements))
         self.layout = tuple(paths)
         position = {id(element): i for i, element in enumerate(elements)}
         self.positions = [position.get(id(element), -1) if element is not None else -1
                           for element in found]
-        count = len(self.positions)
-        self.fields = (itemgetter(*self.positions) if count > 1 else
-                       (lambda texts, at=self.positions[0]: (texts[at],)) if count == 1 else
-                       (lambda texts: ()))
+        self.fields = _picker(self.positions)
         # Whether a record's Id is kept depends on its text being there (see _flatten): the
         # first Id of each sObject level must be there, or not, as in the first record.
-        # (An itemgetter of one index gives a value, not a tuple: the first index is repeated.)
         ids = [i for i, element in enumerate(elements)
                if _is_id(element) and not _is_id(element.getprevious())]
         present = [i for i in ids if elements[i].text is not None]
         absent = [i for i in ids if elements[i].text is None]
-        self.present = itemgetter(*present, present[0]) if present else None
-        self.absent = itemgetter(*absent, absent[0]) if absent else None
-        self.nones = (None,) * (len(absent) + 1)
+        self.present = _picker(present) if present else None
+        self.absent = _picker(absent) if absent else None
 
     @classmethod
     def of(cls, record, elements: list, wanted: set[str] | None) -> _Structure | None:  # noqa: ANN001
@@ -406,60 +413,50 @@ class _Reader:
         """(layout, values) per record, as `_flatten` gives them; None when the records hold
         child subqueries or compound fields (then flatten them the careful way)."""
         flat: list = []
-        for start in range(0, len(records), _SLICE):
-            if not self._read_slice(records[start:start + _SLICE], flat):
-                return None
-        return flat
-
-    def _read_slice(self, records: Sequence, flat: list) -> bool:
-        if not len(records):
-            return True
-        root = records[0].tag
-        if next(records[0].iterdescendants(root), None) is not None:
-            return False  # nested records (child subqueries): no need to read on
-        elements = list(chain.from_iterable(map(_ITER, records)))
-        tags = list(map(_TAG, elements))
-        starts = list(compress(count(), map(root.__eq__, tags)))  # where each record starts
-        if len(starts) != len(records):
-            return False  # nested records (child subqueries)
-        texts = list(map(_TEXT, elements))
-        starts.append(len(tags))
+        append = flat.append
         structures = self._structures
         wanted = self.wanted
-        for record, start, end in zip(records, starts, starts[1:], strict=False):
-            key = tuple(tags[start:end])
-            structure = structures.get(key, _MISSING)
-            if structure is _MISSING:
-                if len(structures) > 256:
-                    structures.clear()  # a query with ever new structures: memory stays bounded
-                structure = structures[key] = _Structure.of(record, elements[start:end], wanted)
-            if structure is None:
-                return False
-            record_texts = texts[start:end]
-            if ((structure.present is not None and None in structure.present(record_texts))
+        last = None
+        for record in records:
+            # One record at a time: its element proxies are freed before the next is read.
+            elements = list(record.iter())
+            key = tuple(map(_TAG, elements))
+            if last is not None and key == last.key:
+                structure = last  # comparing with the last structure costs less than hashing
+            else:
+                structure = structures.get(key, _MISSING)
+                if structure is _MISSING:
+                    if len(structures) > 256:
+                        structures.clear()  # ever new structures: memory stays bounded
+                    structure = structures[key] = _Structure.of(record, elements, wanted)
+                if structure is None:
+                    return None
+                last = structure
+            # Ids that must have a text (lxml gives None, never "", for an empty element),
+            # and Ids that must have none, as in the structure's first record.
+            if ((structure.present is not None
+                 and None in map(_TEXT, structure.present(elements)))
                     or (structure.absent is not None
-                        and structure.absent(record_texts) != structure.nones)):
-                flat.append(_careful(record, wanted))  # an Id there or not unlike the first's
+                        and any(map(_TEXT, structure.absent(elements))))):
+                append(_careful(record, wanted))
                 continue
-            values = structure.fields(record_texts)
-            if None in values:
-                values = _settle(values, structure.positions, elements, start)
-            elif any(map(str.isspace, values)):
-                values = _settle(values, structure.positions, elements, start)
-            flat.append((structure.layout, values))
-        return True
+            picked = structure.fields(elements)
+            values = tuple(map(_TEXT, picked))
+            if None in values or any(map(str.isspace, values)):
+                values = _settle(values, picked)
+            append((structure.layout, values))
+        return flat
 
 
-def _settle(values: tuple, positions: list[int], elements: list, start: int) -> list:
+def _settle(values: tuple, elements: tuple) -> list:
     """Values with the careful reading of empty and blank texts: a nil element's is None, any
     other's its text, or "" (an empty element)."""
     settled = list(values)
     for i, text in enumerate(values):
         if text is None:
-            if not _is_nil(elements[start + positions[i]]):
+            if not _is_nil(elements[i]):
                 settled[i] = ""
-        elif text[0] in _BLANK_START and text.isspace() and _is_nil(
-                elements[start + positions[i]]):
+        elif text[0] in _BLANK_START and text.isspace() and _is_nil(elements[i]):
             settled[i] = None
     return settled
 
