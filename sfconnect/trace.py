@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -32,6 +34,8 @@ from . import redaction
 from .http import observe_exchanges
 from .settings import Settings
 from .tokens import FileTokenStore, RedisTokenStore, SignatureMismatch, verify_signature
+
+log = logging.getLogger(__name__)
 
 SESSION_KEY = "flow_trace"  # the session's trace id
 URLS_KEY = "identity_urls"  # the identity service's `urls`, for the endpoints panel
@@ -411,8 +415,40 @@ def store_of(app: Flask) -> TraceStore:
     return app.extensions["sfconnect.trace"]
 
 
+class _Unsaved:
+    """The traces of this process with entries still being written after their response left.
+
+    A request's entries are stored once its response has been sent (`_store_after_sending`), so
+    nobody waits for the trace's encryption and writes. Whoever reads or deletes a trace first
+    waits for those writes: the page that shows the trace right after a query shows the query."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._writing: dict[str, int] = {}
+
+    def begin(self, trace_id: str) -> None:
+        with self._changed:
+            self._writing[trace_id] = self._writing.get(trace_id, 0) + 1
+
+    def end(self, trace_id: str) -> None:
+        with self._changed:
+            left = self._writing.pop(trace_id) - 1
+            if left:
+                self._writing[trace_id] = left
+            self._changed.notify_all()
+
+    def wait(self, trace_id: str | None, timeout: float = 10.0) -> None:
+        if trace_id:
+            with self._changed:
+                self._changed.wait_for(lambda: trace_id not in self._writing, timeout)
+
+
+_UNSAVED = _Unsaved()
+
+
 def current_trace() -> dict:
     """The trace of this browser session, with the entries of this request at the end."""
+    _UNSAVED.wait(session.get(SESSION_KEY))
     document = store_of(current_app).load(session.get(SESSION_KEY))
     return {**document, "entries": [*document["entries"], *pending()]}
 
@@ -453,14 +489,42 @@ def _after(response: Response) -> Response:
     store = store_of(current_app)
     if request.endpoint == "oauth.logout" and response.status_code in (302, 303):
         # The signed-in session's trace goes with it; the logout's own revoke starts a new one.
+        _UNSAVED.wait(g.get("trace_id_at_start"))
         store.delete(g.get("trace_id_at_start"))
         session.pop(SESSION_KEY, None)
         session.pop(URLS_KEY, None)
     urls = g.get("identity_urls")
     if urls:
         session[URLS_KEY] = urls
-    _flush(store, create=True)
+    if response.is_streamed:  # an export: what it records while streaming follows these
+        _flush(store, create=True)
+    else:
+        _store_after_sending(store, response)
     return response
+
+
+def _store_after_sending(store: TraceStore, response: Response) -> None:
+    """Store this request's entries once `response` has been sent (a query's trace entry holds
+    64 KB of its reply: encrypting and writing it costs milliseconds nobody should wait for)."""
+    entries = pending()
+    if not entries:
+        return
+    trace_id = session.get(SESSION_KEY)
+    if trace_id is None:  # the session keeps the id: it is decided now, before the cookie
+        trace_id = session[SESSION_KEY] = secrets.token_urlsafe(32)
+    written = list(entries)
+    entries.clear()
+    _UNSAVED.begin(trace_id)
+
+    def store_entries() -> None:
+        try:
+            store.append(trace_id, written)
+        except Exception:  # the page has left: the trace loses these entries, and the log says so
+            log.exception("could not store %d trace entries", len(written))
+        finally:
+            _UNSAVED.end(trace_id)
+
+    response.call_on_close(store_entries)
 
 
 def _flush(store: TraceStore, create: bool) -> None:

@@ -654,6 +654,7 @@ def test_redis_sessions_hold_no_tokens(start_app, fresh_org, redis_server):
     response = http.get(f"{running.url}/query", params={"q": CONTACTS_WITH_ACCOUNT})
     assert response.status_code == 200
     assert counters(fresh_org).get("token.refresh_token", 0) == 1
+    assert http.get(f"{running.url}/flow").status_code == 200  # the last trace entries stored
 
     client = redis.Redis.from_url(redis_server.url)
     sid = http.cookies.get("sfconnect_session")

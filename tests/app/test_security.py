@@ -55,6 +55,9 @@ def test_no_token_or_secret_at_rest_after_a_whole_flow(start_app, fresh_org, red
     assert second.refresh_token != first.refresh_token  # rotated: four tokens to look for
     secrets_ = {first.access_token, first.refresh_token, second.access_token,
                 second.refresh_token, running.client.client_secret}
+    # The last query's trace entries are stored once its page has been sent; /flow waits for
+    # them, so the stores below hold everything the flow left.
+    assert http.get(f"{running.url}/flow").status_code == 200
 
     if store == "redis":
         stored = _redis_dump(redis_server.url, tmp_path / "redis")

@@ -3,6 +3,7 @@ and no secret that crossed the wire anywhere in the page, the HAR download or th
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import requests
 from conftest_flow import sign_in
@@ -79,11 +80,13 @@ def test_trace_is_kept_in_redis_with_redis_sessions_and_deleted_at_logout(start_
     running = start_app(fresh_org, SESSION_TYPE="redis", REDIS_URL=redis_server.url)
     http = requests.Session()
     assert sign_in(http, running.url).response.url == running.url + "/"
+    # /flow first: a request's entries are stored once its page has been sent, and /flow waits
+    # for that; reading Redis directly does not.
+    assert steps_of(http.get(f"{running.url}/flow"))[:3] == [
+        "authorization request", "sign-in and consent at Salesforce", "callback"]
     client = redis.Redis.from_url(redis_server.url)
     before = {key.decode() for key in client.keys("sfconnect:trace:*")}
     assert len(before) == 1
-    assert steps_of(http.get(f"{running.url}/flow"))[:3] == [
-        "authorization request", "sign-in and consent at Salesforce", "callback"]
     http.post(f"{running.url}/logout",
               data={"csrf_token": csrf_token(http.get(running.url).text)})
     after = {key.decode() for key in client.keys("sfconnect:trace:*")}
@@ -121,3 +124,37 @@ def test_flow_page_before_any_exchange_and_outside_requests(start_app, local_org
     assert outbound_session("oauth").get(f"{local_org.url}/services/data").status_code < 500
     page = requests.get(f"{running.url}/flow")
     assert page.status_code == 200 and "Nothing yet" in page.text
+
+
+def test_a_page_leaves_before_its_trace_is_stored_and_readers_wait_for_it(start_app, local_org,
+                                                                          monkeypatch):
+    """A query's trace entries (64 KB of its reply, encrypted) are stored once the page has been
+    sent; /flow right after shows them, and logout deletes the trace only once they are in.
+    The store is made slow so that the order is the same on every run."""
+    import threading
+
+    order: list[str] = []
+    append = TraceStore.append
+
+    def slow_append(self, trace_id, entries):  # noqa: ANN001, ANN202
+        threading.Event().wait(0.3)
+        append(self, trace_id, entries)
+        order.append("stored")
+
+    running = start_app(local_org)
+    http = requests.Session()
+    assert sign_in(http, running.url).response.url == running.url + "/"
+    monkeypatch.setattr(TraceStore, "append", slow_append)
+    page = http.get(f"{running.url}/query", params={"q": "SELECT Name FROM Account LIMIT 3"})
+    order.append("page received")
+    assert page.status_code == 200
+    assert steps_of(http.get(f"{running.url}/flow"))[-1] == "SOAP request"
+    assert order == ["page received", "stored"]
+
+    traces = Path(running.app.extensions["sfconnect.settings"].session_file_dir) / "traces"
+    before = {p.name for p in traces.glob("*.json")}
+    http.get(f"{running.url}/query", params={"q": "SELECT Name FROM Account LIMIT 2"})
+    http.post(f"{running.url}/logout", data={"csrf_token": csrf_token(http.get(running.url).text)})
+    assert steps_of(http.get(f"{running.url}/flow")) == ["revoke"]
+    assert before and not before & {p.name for p in traces.glob("*.json")}  # none came back
+    assert order.count("stored") >= 3  # the second query's, and the logout's revoke
