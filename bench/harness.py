@@ -81,7 +81,7 @@ def start_org(contacts: int) -> Running:
 
 
 def start_app(org: Running, workdir: str) -> Running:
-    """sfconnect in a subprocess (werkzeug's threaded server), registered with the org."""
+    """sfconnect in a subprocess (gunicorn, see serve_app), registered with the org."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     client = requests.post(f"{org.url}/__admin/clients", json={
@@ -200,8 +200,31 @@ def raw_export(endpoint: str, session_id: str, soql: str, batch_size: int = 2000
 
 # -- the app in a subprocess -------------------------------------------------------------------
 
+def server_timing(app, path: str):  # noqa: ANN001, ANN201 - WSGI apps
+    """`app` with the server time of each request for `path` in a Server-Timing header (`app;dur=`
+    in ms): from the request's arrival to its whole body made, before a byte is sent. The body is
+    gathered first, so only for pages, never for a streamed export."""
+    from werkzeug.wsgi import ClosingIterator
+
+    def timed(environ, start_response):  # noqa: ANN001, ANN202
+        if environ.get("PATH_INFO") != path:
+            return app(environ, start_response)
+        began = time.perf_counter()
+        started = []
+        body = app(environ, lambda *args: started.append(args))
+        chunks = list(body)
+        elapsed_ms = (time.perf_counter() - began) * 1000
+        status, headers, *exc_info = started[0]
+        start_response(status, [*headers, ("Server-Timing", f"app;dur={elapsed_ms:.2f}")],
+                       *exc_info)
+        # The server closes the body once it is sent: callbacks on close run then, not before.
+        return ClosingIterator(chunks, getattr(body, "close", None))
+    return timed
+
+
 def serve_app(argv: list[str]) -> None:
-    """`harness.py --serve-app ...`: create sfconnect and serve it until terminated."""
+    """`harness.py --serve-app ...`: create sfconnect and serve it until terminated, with gunicorn
+    and its threaded workers, as the Dockerfile does (one worker: one client at a time here)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve-app", action="store_true")
     parser.add_argument("--port", type=int, required=True)
@@ -211,20 +234,27 @@ def serve_app(argv: list[str]) -> None:
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    import logging
-
-    from werkzeug.serving import make_server
+    from gunicorn.app.base import BaseApplication
 
     import sfconnect
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app = sfconnect.create_app({
+    config = {
         "ENV": "testing", "SECRET_KEY": secrets.token_hex(32), "SF_LOGIN_URL": args.login_url,
         "SF_CLIENT_ID": args.client_id, "SF_CLIENT_SECRET": args.client_secret,
         "SF_REDIRECT_URI": f"http://127.0.0.1:{args.port}/oauth/callback",
         "SESSION_TYPE": "filesystem", "SESSION_FILE_DIR": args.workdir,
-    })
-    make_server("127.0.0.1", args.port, app, threaded=True).serve_forever()
+    }
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for name, value in {"bind": f"127.0.0.1:{args.port}", "workers": 1, "threads": 4,
+                                "worker_class": "gthread", "loglevel": "warning"}.items():
+                self.cfg.set(name, value)
+
+        def load(self):  # noqa: ANN202 - the WSGI app
+            return server_timing(sfconnect.create_app(config), "/query")
+
+    Server().run()
 
 
 if __name__ == "__main__":
