@@ -386,8 +386,9 @@ class _Structure:
                if _is_id(element) and not _is_id(element.getprevious())]
         present = [i for i in ids if elements[i].text is not None]
         absent = [i for i in ids if elements[i].text is None]
-        self.present = _picker(present) if present else None
-        self.absent = _picker(absent) if absent else None
+        # Only membership is asked of these: the first index repeated makes any count a tuple.
+        self.present = itemgetter(*present, present[0]) if present else None
+        self.absent = itemgetter(*absent, absent[0]) if absent else None
 
     @classmethod
     def of(cls, record, elements: list, wanted: set[str] | None) -> _Structure | None:  # noqa: ANN001
@@ -550,10 +551,13 @@ def _walk(select: _Select, records: Sequence, careful: bool = False
     if flat is None:
         flat = [_careful(record, wanted) for record in records]
     layouts: set[tuple] = set()
+    last = None
     for layout, values in flat:
-        if layout not in layouts:
+        # Records of one structure share its layout object: `is` spares hashing it again.
+        if layout is not last and layout not in layouts:
             layouts.add(layout)
             columns.see(layout, values)
+        last = layout
     return columns, flat, fast
 
 
@@ -561,9 +565,11 @@ def _placements(keys: list[str], flat: list[tuple[tuple, list]]) -> dict[tuple, 
     """For each record layout, the column index of each of its values (-1: not shown)."""
     index = {key: i for i, key in enumerate(keys)}
     placements: dict[tuple, list] = {}
+    last = None
     for layout, _values in flat:
-        if layout not in placements:
+        if layout is not last and layout not in placements:
             placements[layout] = [index.get(path.lower(), -1) for path in layout]
+        last = layout
     return placements
 
 
@@ -589,8 +595,11 @@ def _table(select: _Select, records: Sequence, size: int | None = None,
     if fast:  # no child subqueries: each layout's row is read with an itemgetter
         getters = {layout: _getter(placement, width, len(layout))
                    for layout, placement in placements.items()}
+        last = getter = None
         for layout, values in flat:
-            rows.append(list(getters[layout]((*values, None))))
+            if layout is not last:
+                last, getter = layout, getters[layout]
+            rows.append(list(getter((*values, None))))
         return Table([columns.names[key] for key in keys], rows)
     for layout, values in flat:
         row: list = [None] * width
