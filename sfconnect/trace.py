@@ -187,13 +187,55 @@ def _entry(step: str, **fields: object) -> dict:
     return entry
 
 
+def _masked_response(content: bytes | str | bool | None, mime: str) -> tuple[str | None, bool]:
+    """A response body as kept in an entry, masked, and whether it was cut."""
+    # Mask only what can be kept: masking is linear in the body, and a queryMore batch is
+    # megabytes. Only the bytes that hold the kept characters are decoded.
+    if isinstance(content, bytes):
+        response_text = _text(content[:_MASKED_BYTES])
+        longer = len(content) > _MASKED_BYTES
+    else:
+        response_text = _text(content) if content is not False else "(streamed, not recorded)"
+        longer = False
+    longer = longer or len(response_text or "") > _MASKED_CHARS
+    masked = (redaction.mask_body(response_text[:_MASKED_CHARS], mime)
+              if response_text else None)
+    response_body, cut = _cut(masked)
+    return response_body, cut or longer
+
+
+class _UnmaskedBody:
+    """The head of a large response body, masked only when its entry is read or stored."""
+
+    __slots__ = ("head", "longer", "mime")
+
+    def __init__(self, head: bytes, longer: bool, mime: str) -> None:
+        self.head, self.longer, self.mime = head, longer, mime
+
+    def masked(self) -> tuple[str | None, bool]:
+        body, truncated = _masked_response(self.head, self.mime)
+        return body, truncated or self.longer
+
+
+def _mask_bodies(entries: list[dict]) -> list[dict]:
+    """Mask the bodies left for later in `entries` (in place); returns `entries`."""
+    for entry in entries:
+        body = entry.get("response_body")
+        if isinstance(body, _UnmaskedBody):
+            entry["response_body"], entry["response_truncated"] = body.masked()
+    return entries
+
+
 def exchange_entry(purpose: str, request: requests.PreparedRequest,
                    response: requests.Response | None, started: float, elapsed: float,
-                   error: BaseException | None, *, summary: str | None = None) -> dict:
+                   error: BaseException | None, *, summary: str | None = None,
+                   mask_later: bool = False) -> dict:
     """One outbound exchange as a trace entry, every secret masked.
 
     With a `summary` (a note saying why), a successful response is recorded without its body:
     status, headers, size and time only. The request is recorded in full, masked, either way.
+    With `mask_later`, a large response body is masked when the entry is read (`pending`) or
+    stored, not now.
     """
     raw_body = _text(request.body) or ""
     request_mime = _mime(request.headers)
@@ -218,20 +260,14 @@ def exchange_entry(purpose: str, request: requests.PreparedRequest,
     if summary is not None and response.status_code == 200:
         # A summary: no copy of the body and no masking pass over it (faults stay in full).
         entry["note"] = summary
+    elif mask_later and isinstance(content, bytes) and len(content) > BODY_LIMIT:
+        # Masked when the entry is read or stored (after the page has been sent): a query's
+        # reply is 800 KB, and only its first 64 KB are kept.
+        entry.update(response_body=_UnmaskedBody(content[:_MASKED_BYTES],
+                                                 len(content) > _MASKED_BYTES, response_mime))
     else:
-        # Mask only what can be kept: masking is linear in the body, and a queryMore batch is
-        # megabytes. Only the bytes that hold the kept characters are decoded.
-        if isinstance(content, bytes):
-            response_text = _text(content[:_MASKED_BYTES])
-            longer = len(content) > _MASKED_BYTES
-        else:
-            response_text = _text(content) if content is not False else "(streamed, not recorded)"
-            longer = False
-        longer = longer or len(response_text or "") > _MASKED_CHARS
-        masked = (redaction.mask_body(response_text[:_MASKED_CHARS], response_mime)
-                  if response_text else None)
-        response_body, response_cut = _cut(masked)
-        entry.update(response_body=response_body, response_truncated=response_cut or longer)
+        response_body, truncated = _masked_response(content, response_mime)
+        entry.update(response_body=response_body, response_truncated=truncated)
     if step == "SOAP request" and b"INVALID_SESSION_ID" in (content or b"")[:4096]:
         entry["note"] = ("INVALID_SESSION_ID: the access token expired or was revoked; the app "
                          "refreshes it once and retries.")
@@ -287,8 +323,8 @@ def observe(purpose: str, request: requests.PreparedRequest, response: requests.
     if not has_request_context() or "sfconnect.trace" not in current_app.extensions:
         return
     entry = exchange_entry(purpose, request, response, started, elapsed, error,
-                           summary=_SUMMARY_ONLY.get())
-    pending(create=True).extend([entry, *_followers(entry, response)])
+                           summary=_SUMMARY_ONLY.get(), mask_later=True)
+    _buffer(create=True).extend([entry, *_followers(entry, response)])
 
 
 @contextlib.contextmanager
@@ -307,7 +343,12 @@ def summary_only(note: str) -> Iterator[None]:
 
 
 def pending(create: bool = False) -> list[dict]:
-    """The entries recorded during this request and not yet stored."""
+    """The entries recorded during this request and not yet stored, every body masked."""
+    return _mask_bodies(_buffer(create))
+
+
+def _buffer(create: bool = False) -> list[dict]:
+    # The entries as recorded: a large body may still wait for its masking.
     entries = g.get("trace_pending")
     if entries is None:
         entries = []
@@ -361,6 +402,7 @@ class TraceStore:
 
     def append(self, trace_id: str, entries: list[dict]) -> None:
         """Add entries at the end, numbering them, keeping the last `limit`."""
+        _mask_bodies(entries)
         for _ in range(8):  # compare-and-set: another request of the session may write first
             version, index = self._get(trace_id)
             index = index or {"ids": [], "dropped": 0, "next": 1}
@@ -462,7 +504,7 @@ def _before() -> None:
     settings: Settings = current_app.extensions["sfconnect.settings"]
     login = next((h.url for h in settings.login_hosts), "")
     now = time.time()
-    pending(create=True).extend([
+    _buffer(create=True).extend([
         _entry("sign-in and consent at Salesforce", http=False, method="", url=login,
                started=now, note="In the browser, at Salesforce; the time is from the "
                "authorization request to the callback."),
@@ -472,7 +514,7 @@ def _before() -> None:
 
 
 def _after(response: Response) -> Response:
-    entries = pending(create=True)
+    entries = _buffer(create=True)
     callback = next((e for e in entries if e["step"] == "callback"), None)
     if callback is not None:
         callback.update(status=response.status_code, status_text=response.status.partition(" ")[2],
@@ -505,8 +547,9 @@ def _after(response: Response) -> Response:
 
 def _store_after_sending(store: TraceStore, response: Response) -> None:
     """Store this request's entries once `response` has been sent (a query's trace entry holds
-    64 KB of its reply: encrypting and writing it costs milliseconds nobody should wait for)."""
-    entries = pending()
+    64 KB of its reply: masking, encrypting and writing it costs milliseconds nobody should wait
+    for)."""
+    entries = _buffer()
     if not entries:
         return
     trace_id = session.get(SESSION_KEY)
@@ -528,7 +571,7 @@ def _store_after_sending(store: TraceStore, response: Response) -> None:
 
 
 def _flush(store: TraceStore, create: bool) -> None:
-    entries = pending()
+    entries = _buffer()
     if not entries:
         return
     trace_id = session.get(SESSION_KEY)

@@ -158,3 +158,24 @@ def test_a_page_leaves_before_its_trace_is_stored_and_readers_wait_for_it(start_
     assert steps_of(http.get(f"{running.url}/flow")) == ["revoke"]
     assert before and not before & {p.name for p in traces.glob("*.json")}  # none came back
     assert order.count("stored") >= 3  # the second query's, and the logout's revoke
+
+
+def test_a_large_reply_masked_later_reads_as_one_masked_at_once():
+    """A query's reply is masked when its entry is read or stored, not while the page waits;
+    the entry is then what masking at once gives, secrets and cut included."""
+    from sfconnect.trace import BODY_LIMIT, _mask_bodies, exchange_entry
+
+    token = "00D5g000004ZbXy!AQ4AQH0dMHZfz4dS8.Ru6dFVKgt1hJ1k3AbCdEfGhIjKlMnOpQrStUvWxYz"
+    for size in (BODY_LIMIT + 10, 3 * BODY_LIMIT, 20 * BODY_LIMIT):
+        body = (f"<sessionId>{token}</sessionId><x>東京 " + "y" * size + "</x>").encode()
+        request = requests.Request("POST", "http://127.0.0.1:9/services/Soap/u/66.0/00D",
+                                   data=b"<q/>", headers={"Content-Type": "text/xml"}).prepare()
+        response = requests.Response()
+        response.status_code, response.reason, response._content = 200, "OK", body
+        response.headers["Content-Type"] = "text/xml; charset=UTF-8"
+        now = exchange_entry("partner", request, response, 1.0, 0.01, None)
+        later = exchange_entry("partner", request, response, 1.0, 0.01, None, mask_later=True)
+        assert later["response_body"] != now["response_body"]  # not masked yet
+        assert _mask_bodies([later]) == [now]
+        assert token not in later["response_body"] and mask(token) in later["response_body"]
+        assert later["response_truncated"]
