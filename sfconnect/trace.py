@@ -3,10 +3,12 @@
 `sfconnect.http` tells `observe` about each exchange of any outbound session; inside a request of
 a browser session the exchange is masked at once (sfconnect.redaction), named after the step of
 the flow it belongs to (from its purpose and URL path, so no call site knows about the trace) and
-buffered in `flask.g`; after the request the buffer is appended to the session's trace. Outside a
-request (the CLI, start-up) nothing is recorded. The steps the app controls in the browser (the
-authorization redirect, the callback) are recorded as entries of their own, and so are the checks
-between exchanges (the token response's signature, the endpoint chosen from the identity).
+buffered in `flask.g` (a large reply's body is masked later, when the entry is read or stored);
+once the response has been sent the buffer is appended to the session's trace, and a reader of
+the trace waits for that. Outside a request (the CLI, start-up) nothing is recorded. The steps
+the app controls in the browser (the authorization redirect, the callback) are recorded as entries
+of their own, and so are the checks between exchanges (the token response's signature, the
+endpoint chosen from the identity).
 
 The trace lives server-side next to the token records, in the same kind of store (a file per trace,
 or a Redis hash), encrypted with the token key because it holds the user's records; the session
