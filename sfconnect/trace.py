@@ -23,6 +23,7 @@ import logging
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -569,7 +570,10 @@ def _store_after_sending(store: TraceStore, response: Response) -> None:
         finally:
             _UNSAVED.end(trace_id)
 
-    response.call_on_close(store_entries)
+    # After the response has been sent (the server closes it), or, should a server skip the
+    # close (werkzeug's does when the browser resets the connection after a redirect), once the
+    # response object is freed: a finalizer runs once, whichever comes first.
+    response.call_on_close(weakref.finalize(response, store_entries))
 
 
 def _flush(store: TraceStore, create: bool) -> None:

@@ -179,3 +179,31 @@ def test_a_large_reply_masked_later_reads_as_one_masked_at_once():
         assert _mask_bodies([later]) == [now]
         assert token not in later["response_body"] and mask(token) in later["response_body"]
         assert later["response_truncated"]
+
+
+def test_entries_are_stored_even_when_the_server_never_closes_the_response(tmp_path):
+    """A server may skip closing a response (werkzeug's does when the browser resets the
+    connection after a redirect): the entries are stored once the response object is freed."""
+    import gc
+
+    from flask import Response
+
+    import sfconnect
+    from sfconnect import trace
+
+    app = sfconnect.create_app({
+        "ENV": "testing", "SECRET_KEY": "k" * 32, "SF_CLIENT_ID": "id", "SF_CLIENT_SECRET": "s",
+        "SF_LOGIN_URL": "http://127.0.0.1:9", "SF_REDIRECT_URI": "http://127.0.0.1:8/oauth/callback",
+        "SESSION_TYPE": "filesystem", "SESSION_FILE_DIR": str(tmp_path)})
+    store = trace.store_of(app)
+    with app.test_request_context("/"):
+        from flask import session
+
+        trace._buffer(create=True).append(trace._entry("callback", note="never closed"))
+        response = Response("moved", status=303)
+        trace._store_after_sending(store, response)
+        trace_id = session[trace.SESSION_KEY]
+        assert store.load(trace_id)["entries"] == []  # not before the response is done with
+        del response
+        gc.collect()
+        assert [e["note"] for e in store.load(trace_id)["entries"]] == ["never closed"]
