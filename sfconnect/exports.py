@@ -106,13 +106,17 @@ class _Stopped(Exception):
 class _Batches:
     """The first batch, then each queryMore batch as it arrives, to the end.
 
-    A worker thread runs the queryMore loop from the moment this is made, so Salesforce's time,
-    the transfer and the parse (lxml parses without the GIL) overlap the caller writing out
-    rows; it is at most two batches ahead. The order of its steps matters under the GIL: it
-    reads the user's token (a file or Redis read) while the caller is still waiting for the
-    batch just parsed, then hands that batch over and sends the next request at once, so the
-    caller's CPU work runs while Salesforce prepares the next batch, not while the worker needs
-    the GIL back after each of its system calls. `close()` (the client went away) stops it: no
+    A worker thread runs the queryMore loop from the moment this is made, so Salesforce's time
+    and the transfer overlap the caller writing out rows; it is at most two batches ahead. It
+    does not wait for a reply to be parsed to ask for the next: Salesforce writes `done` and
+    `queryLocator` before the records, so a pull parse of the reply's head gives the next
+    locator, and the caller parses the whole reply (lxml, without the GIL) and checks that it
+    says the same. A reply whose head does not tell is parsed by the worker, before the next
+    request. The order of the worker's steps matters under the GIL: it reads the user's token
+    (a file or Redis read) while the caller is still busy with the last batch, then hands the
+    reply over and sends the next request at once, so the caller's CPU work runs while
+    Salesforce prepares the next batch, not while the worker needs the GIL back after each of
+    its system calls. `close()` (the client went away) stops it: no
     further batch is asked for, and the one in flight, if any, is dropped when it arrives. Each
     batch after the first is traced as a summary, without its body.
     """
@@ -127,33 +131,41 @@ class _Batches:
 
         @copy_current_request_context  # the worker runs as this request's user (its session)
         def produce(locator: str | None) -> None:
-            parsed: list[QueryBatch] = []  # the batch not handed over yet
+            received: list[object] = []  # the reply not handed over yet
             fetched = 0
 
-            def hand_over_parsed(last: bool = False) -> None:
+            def hand_over_received(last: bool = False) -> None:
                 if last or fetched % _TRACE_EVERY == 0:
                     trace.flush()  # the trace is stored before the caller can finish
-                if parsed and not self._hand_over(parsed.pop()):
+                if received and not self._hand_over(received.pop()):
                     raise _Stopped
 
-            def more(endpoint: str, session_id: str) -> QueryBatch:
-                hand_over_parsed()  # the token is read: now the caller may have the GIL
-                return client.query_more(endpoint, session_id, locator,
-                                         batch_size=batch_size)
+            def more(endpoint: str, session_id: str) -> bytes:
+                hand_over_received()  # the token is read: now the caller may have the GIL
+                return client.query_more_unread(endpoint, session_id, locator,
+                                                batch_size=batch_size)
 
             try:
                 with trace.summary_only(_SUMMARY_NOTE):
                     while locator and not self._stop.is_set():
-                        batch = _call_with_session(more)
+                        content = _call_with_session(more)
                         fetched += 1
-                        parsed.append(batch)
-                        locator = None if batch.done else batch.query_locator
-                hand_over_parsed(last=True)
+                        following = client.next_of(content)
+                        if following is None:  # the head does not tell: read it all here
+                            batch = client.read_batch(content)
+                            received.append(batch)
+                            following = batch.done, batch.query_locator
+                        else:  # the caller reads it while the next one is fetched
+                            received.append((content, following))
+                        done, locator = following
+                        if done:
+                            locator = None
+                hand_over_received(last=True)
             except _Stopped:
                 return
             except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it
                 trace.flush()
-                if parsed and not self._hand_over(parsed.pop()):
+                if received and not self._hand_over(received.pop()):
                     return
                 self._hand_over(exc)
                 return
@@ -184,6 +196,12 @@ class _Batches:
                 return
             if isinstance(item, BaseException):
                 raise item
+            if isinstance(item, tuple):  # a reply to read, and what its head said
+                content, following = item
+                item = _client().read_batch(content)
+                del content
+                if (item.done, item.query_locator) != following:
+                    raise UpstreamError("partner", "the reply's head and its result disagree")
             yield item
             del item
 

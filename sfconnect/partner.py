@@ -168,6 +168,27 @@ class PartnerClient:
         body = self._call(endpoint, session_id, "queryMore", query_locator, batch_size=batch_size)
         return _query_batch(body)
 
+    def query_more_unread(self, endpoint: str, session_id: str, query_locator: str, *,
+                          batch_size: int | None = None) -> bytes:
+        """The reply to queryMore as bytes, for `next_of` and `read_batch` (an export fetches
+        the next batch while the last one is still being read). A fault (HTTP 500) is raised
+        here, as `query_more` raises it."""
+        response = self._send(endpoint, session_id, "queryMore", query_locator,
+                              batch_size=batch_size)
+        if response.status_code != 200:
+            self._body(response.status_code, response.content, "queryMore")  # raises
+        return response.content
+
+    @staticmethod
+    def next_of(content: bytes) -> tuple[bool, str | None] | None:
+        """(done, queryLocator) of a query reply, read from its head, before its records; None
+        when the head does not tell (then read the whole reply). Salesforce writes both first."""
+        return _peek_next(content)
+
+    def read_batch(self, content: bytes, operation: str = "queryMore") -> QueryBatch:
+        """A query reply's bytes (from `query_more_unread`) as a QueryBatch."""
+        return _query_batch(self._body(200, content, operation))
+
     def get_user_info(self, endpoint: str, session_id: str) -> dict:
         """getUserInfo as a dict (userId, userName, organizationId, ...)."""
         return plain(self._result(self._call(endpoint, session_id, "getUserInfo")))  # type: ignore[return-value]
@@ -217,6 +238,12 @@ class PartnerClient:
     def _call(self, endpoint: str, session_id: str, operation: str, *args: object,
               batch_size: int | None = None) -> etree._Element:
         """Send one operation with this caller's headers; return the reply's body element."""
+        response = self._send(endpoint, session_id, operation, *args, batch_size=batch_size)
+        return self._body(response.status_code, response.content, operation)
+
+    def _send(self, endpoint: str, session_id: str, operation: str, *args: object,
+              batch_size: int | None = None) -> requests.Response:
+        """Send one operation with this caller's headers; return the HTTP reply, unread."""
         for arg in args:
             bad = _NOT_XML.search(arg) if isinstance(arg, str) else None
             if bad:
@@ -231,18 +258,15 @@ class PartnerClient:
         try:
             # raw_response lives in zeep's thread-local settings: other threads are unaffected.
             with self._client.settings(raw_response=True):
-                response = service[operation](*args, _soapheaders=headers)
+                return service[operation](*args, _soapheaders=headers)
         except requests.Timeout as exc:
             raise UpstreamError(_SERVICE, f"no reply within the timeout ({type(exc).__name__})") \
                 from exc
         except requests.RequestException as exc:
             raise UpstreamError(_SERVICE, f"could not reach the partner API: "
                                           f"{type(exc).__name__}") from exc
-        return self._body(response, operation)
 
-    def _body(self, response: requests.Response, operation: str) -> etree._Element:
-        status = response.status_code
-        content = response.content
+    def _body(self, status: int, content: bytes, operation: str) -> etree._Element:
         if not content or not content.strip():
             raise UpstreamError(_SERVICE, f"empty reply (HTTP {status})")
         try:
@@ -324,3 +348,37 @@ def _query_batch(body: etree._Element) -> QueryBatch:
                       size=int((size.text or "0").strip() or 0) if size is not None else 0,
                       done=(done.text or "").strip() == "true" if done is not None else True,
                       query_locator=(_text(locator) or None) if locator is not None else None)
+
+
+_PEEK_CHUNK = 4096
+_PEEK_LIMIT = 64 * 1024  # bytes of a reply's head that may hold done and queryLocator
+
+
+def _peek_next(content: bytes) -> tuple[bool, str | None] | None:
+    # The same readings as _query_batch's, on the elements as they end in a pull parse.
+    parser = etree.XMLPullParser(events=("start", "end"), resolve_entities=False,
+                                 no_network=True)
+    done = locator = _MISSING
+    try:
+        for start in range(0, min(len(content), _PEEK_LIMIT), _PEEK_CHUNK):
+            parser.feed(content[start:start + _PEEK_CHUNK])
+            for event, element in parser.read_events():
+                if event == "start":
+                    if element.tag in (_RECORDS, _SIZE, _FAULT):
+                        return None  # past the head, or no result at all
+                    continue
+                parent = element.getparent()
+                if parent is None or parent.tag != _RESULT:
+                    continue
+                if element.tag == _DONE:
+                    done = (element.text or "").strip() == "true"
+                elif element.tag == _LOCATOR:
+                    locator = _text(element) or None
+                if done is not _MISSING and locator is not _MISSING:
+                    return done, locator
+    except etree.XMLSyntaxError:
+        return None  # read_batch will say what is wrong with it
+    return None
+
+
+_MISSING = object()
