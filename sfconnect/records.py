@@ -551,13 +551,10 @@ def _walk(select: _Select, records: Sequence, careful: bool = False
     if flat is None:
         flat = [_careful(record, wanted) for record in records]
     layouts: set[tuple] = set()
-    last = None
     for layout, values in flat:
-        # Records of one structure share its layout object: `is` spares hashing it again.
-        if layout is not last and layout not in layouts:
+        if layout not in layouts:
             layouts.add(layout)
             columns.see(layout, values)
-        last = layout
     return columns, flat, fast
 
 
@@ -565,11 +562,9 @@ def _placements(keys: list[str], flat: list[tuple[tuple, list]]) -> dict[tuple, 
     """For each record layout, the column index of each of its values (-1: not shown)."""
     index = {key: i for i, key in enumerate(keys)}
     placements: dict[tuple, list] = {}
-    last = None
     for layout, _values in flat:
-        if layout is not last and layout not in placements:
+        if layout not in placements:
             placements[layout] = [index.get(path.lower(), -1) for path in layout]
-        last = layout
     return placements
 
 
@@ -595,11 +590,8 @@ def _table(select: _Select, records: Sequence, size: int | None = None,
     if fast:  # no child subqueries: each layout's row is read with an itemgetter
         getters = {layout: _getter(placement, width, len(layout))
                    for layout, placement in placements.items()}
-        last = getter = None
         for layout, values in flat:
-            if layout is not last:
-                last, getter = layout, getters[layout]
-            rows.append(list(getter((*values, None))))
+            rows.append(list(getters[layout]((*values, None))))
         return Table([columns.names[key] for key in keys], rows)
     for layout, values in flat:
         row: list = [None] * width
