@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -362,6 +362,30 @@ def _buffer(create: bool = False) -> list[dict]:
 
 # ------------------------------------------------------------------------------------ store
 
+class _Unsaved:
+    """The traces of this process with entries still to be written (`TraceStore.append_later`)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._writing: dict[str, int] = {}
+
+    def begin(self, trace_id: str) -> None:
+        with self._changed:
+            self._writing[trace_id] = self._writing.get(trace_id, 0) + 1
+
+    def end(self, trace_id: str) -> None:
+        with self._changed:
+            left = self._writing.pop(trace_id) - 1
+            if left:
+                self._writing[trace_id] = left
+            self._changed.notify_all()
+
+    def wait(self, trace_id: str | None, timeout: float = 10.0) -> None:
+        if trace_id:
+            with self._changed:
+                self._changed.wait_for(lambda: trace_id not in self._writing, timeout)
+
+
 class TraceStore:
     """Traces in the token records' stores (files, or Redis hashes), Fernet-encrypted with the
     token key. Each entry is a record of its own, so appending costs what the new entries cost
@@ -375,6 +399,7 @@ class TraceStore:
         self.entries = entries  # one record per entry
         self.limit = limit
         self._fernet = Fernet(key)
+        self._unsaved = _Unsaved()
 
     def _get(self, record_id: str, store: FileTokenStore | RedisTokenStore | None = None
              ) -> tuple[int | None, dict | None]:
@@ -397,6 +422,7 @@ class TraceStore:
         """{"entries": [...], "dropped": how many older entries were cut}."""
         if not trace_id:
             return {"entries": [], "dropped": 0}
+        self._unsaved.wait(trace_id)
         index = self._get(trace_id)[1] or {}
         entries = [entry for entry in (self._get(entry_id, self.entries)[1]
                                                   for entry_id in index.get("ids", []))
@@ -431,10 +457,28 @@ class TraceStore:
                 self.entries.delete(entry_id)
             return
 
+    def append_later(self, trace_id: str, entries: list[dict]) -> Callable[[], None]:
+        """A function that appends `entries` when it is called (once: after the response has
+        been sent, so nobody waits for the masking, encryption and writes). Until it has run,
+        `load` and `delete` of this trace in this process wait for it: the page that shows the
+        trace right after a query shows the query."""
+        self._unsaved.begin(trace_id)
+
+        def append() -> None:
+            try:
+                self.append(trace_id, entries)
+            except Exception:  # the page has left: these entries are lost, and the log says so
+                log.exception("could not store %d trace entries", len(entries))
+            finally:
+                self._unsaved.end(trace_id)
+
+        return append
+
     def delete(self, trace_id: str | None) -> None:
         """Forget a trace and its entries."""
         if not trace_id:
             return
+        self._unsaved.wait(trace_id)  # no entry of it may be written after it is gone
         index = self._get(trace_id)[1] or {}
         for entry_id in index.get("ids", []):
             self.entries.delete(entry_id)
@@ -460,40 +504,8 @@ def store_of(app: Flask) -> TraceStore:
     return app.extensions["sfconnect.trace"]
 
 
-class _Unsaved:
-    """The traces of this process with entries still being written after their response left.
-
-    A request's entries are stored once its response has been sent (`_store_after_sending`), so
-    nobody waits for the trace's encryption and writes. Whoever reads or deletes a trace first
-    waits for those writes: the page that shows the trace right after a query shows the query."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._writing: dict[str, int] = {}
-
-    def begin(self, trace_id: str) -> None:
-        with self._changed:
-            self._writing[trace_id] = self._writing.get(trace_id, 0) + 1
-
-    def end(self, trace_id: str) -> None:
-        with self._changed:
-            left = self._writing.pop(trace_id) - 1
-            if left:
-                self._writing[trace_id] = left
-            self._changed.notify_all()
-
-    def wait(self, trace_id: str | None, timeout: float = 10.0) -> None:
-        if trace_id:
-            with self._changed:
-                self._changed.wait_for(lambda: trace_id not in self._writing, timeout)
-
-
-_UNSAVED = _Unsaved()
-
-
 def current_trace() -> dict:
     """The trace of this browser session, with the entries of this request at the end."""
-    _UNSAVED.wait(session.get(SESSION_KEY))
     document = store_of(current_app).load(session.get(SESSION_KEY))
     return {**document, "entries": [*document["entries"], *pending()]}
 
@@ -534,7 +546,6 @@ def _after(response: Response) -> Response:
     store = store_of(current_app)
     if request.endpoint == "oauth.logout" and response.status_code in (302, 303):
         # The signed-in session's trace goes with it; the logout's own revoke starts a new one.
-        _UNSAVED.wait(g.get("trace_id_at_start"))
         store.delete(g.get("trace_id_at_start"))
         session.pop(SESSION_KEY, None)
         session.pop(URLS_KEY, None)
@@ -555,38 +566,32 @@ def _store_after_sending(store: TraceStore, response: Response) -> None:
     entries = _buffer()
     if not entries:
         return
-    trace_id = session.get(SESSION_KEY)
-    if trace_id is None:  # the session keeps the id: it is decided now, before the cookie
-        trace_id = session[SESSION_KEY] = secrets.token_urlsafe(32)
-    written = list(entries)
+    append = store.append_later(_trace_id(create=True), list(entries))
     entries.clear()
-    _UNSAVED.begin(trace_id)
-
-    def store_entries() -> None:
-        try:
-            store.append(trace_id, written)
-        except Exception:  # the page has left: the trace loses these entries, and the log says so
-            log.exception("could not store %d trace entries", len(written))
-        finally:
-            _UNSAVED.end(trace_id)
-
     # After the response has been sent (the server closes it), or, should a server skip the
     # close (werkzeug's does when the browser resets the connection after a redirect), once the
     # response object is freed: a finalizer runs once, whichever comes first.
-    response.call_on_close(weakref.finalize(response, store_entries))
+    response.call_on_close(weakref.finalize(response, append))
 
 
 def _flush(store: TraceStore, create: bool) -> None:
     entries = _buffer()
     if not entries:
         return
-    trace_id = session.get(SESSION_KEY)
+    trace_id = _trace_id(create)
     if trace_id is None:
-        if not create:
-            return  # a streamed response after the session was saved: nowhere to keep it
-        trace_id = session[SESSION_KEY] = secrets.token_urlsafe(32)
+        return  # a streamed response after the session was saved: nowhere to keep it
     store.append(trace_id, list(entries))
     entries.clear()
+
+
+def _trace_id(create: bool) -> str | None:
+    """The session's trace id; with `create`, a new one when it has none (the session keeps it:
+    decided while the response has not been sent, before the cookie)."""
+    trace_id = session.get(SESSION_KEY)
+    if trace_id is None and create:
+        trace_id = session[SESSION_KEY] = secrets.token_urlsafe(32)
+    return trace_id
 
 
 def flush() -> None:
