@@ -165,8 +165,8 @@ class PartnerClient:
     def query_more(self, endpoint: str, session_id: str, query_locator: str, *,
                    batch_size: int | None = None) -> QueryBatch:
         """The batch after `query_locator`."""
-        body = self._call(endpoint, session_id, "queryMore", query_locator, batch_size=batch_size)
-        return _query_batch(body)
+        return self.read_batch(self.query_more_unread(endpoint, session_id, query_locator,
+                                                      batch_size=batch_size))
 
     def query_more_unread(self, endpoint: str, session_id: str, query_locator: str, *,
                           batch_size: int | None = None) -> bytes:
@@ -352,6 +352,7 @@ def _query_batch(body: etree._Element) -> QueryBatch:
 
 _PEEK_CHUNK = 4096
 _PEEK_LIMIT = 64 * 1024  # bytes of a reply's head that may hold done and queryLocator
+_MISSING = object()
 
 
 def _peek_next(content: bytes) -> tuple[bool, str | None] | None:
@@ -379,6 +380,3 @@ def _peek_next(content: bytes) -> tuple[bool, str | None] | None:
     except etree.XMLSyntaxError:
         return None  # read_batch will say what is wrong with it
     return None
-
-
-_MISSING = object()
