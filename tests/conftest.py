@@ -74,6 +74,20 @@ def partner_url_template(org) -> str:
     return f"{org.url}/services/Soap/u/{{version}}/{org.state.org_id[:15]}"
 
 
+@pytest.fixture(scope="module")
+def live(local_org) -> Callable[..., object]:
+    """`live(soql, **options)`: the first batch of `soql` from the shared local org, through
+    PartnerClient with the app's own WSDL."""
+    from sfconnect.http import outbound_session
+    from sfconnect.partner import PartnerClient
+
+    client = PartnerClient(str(REPO / "sfconnect" / "wsdl" / "partner.wsdl"),
+                           outbound_session("partner"), timeout=30)
+    session_id = mint_token(local_org)
+    endpoint = client.endpoint(partner_url_template(local_org))
+    return lambda soql, **options: client.query(endpoint, session_id, soql, **options)
+
+
 def start_org(**config_fields) -> LocalOrg:
     config_fields.setdefault("admin_enabled", True)
     app = devorg.create_app(OrgConfig(**config_fields))

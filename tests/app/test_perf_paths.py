@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import mint_token, partner_url_template
 from conftest_flow import sign_in
 from flask import Flask, render_template_string
 from learn_helpers import leaks, start_capturing_org
 from lxml import etree
-from test_records import OWN_WSDL, envelope, parent, rec, records_of
+from test_records import envelope, parent, rec, records_of
 
 from sfconnect import records as records_module
-from sfconnect.http import outbound_session
-from sfconnect.partner import PartnerClient
 from sfconnect.records import CsvRows, Table, columns_for, parse_select
 from sfconnect.redaction import mask
 
@@ -153,14 +150,6 @@ def test_csv_rows_keep_learning_across_batches():
 
 
 # -- live replies of the local org -------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def live(local_org):
-    client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=30)
-    session_id = mint_token(local_org)
-    endpoint = client.endpoint(partner_url_template(local_org))
-    return lambda soql, **kw: client.query(endpoint, session_id, soql, **kw)
-
 
 @pytest.mark.parametrize("soql", [
     "SELECT Id, FirstName, LastName, Email, Phone, Account.Name FROM Contact",

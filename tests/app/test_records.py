@@ -8,19 +8,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from conftest import mint_token, partner_url_template
 from flask import Flask, render_template_string
 from lxml import etree
 
-from sfconnect.http import outbound_session
-from sfconnect.partner import PartnerClient, _query_batch
+from sfconnect.partner import _query_batch
 from sfconnect.records import Table, columns_for, csv_row, csv_rows, rest_record, table_for
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "salesforce"
 RESPONSES = FIXTURES / "responses"
 REPO = Path(__file__).resolve().parents[2]
-OWN_WSDL = str(REPO / "sfconnect" / "wsdl" / "partner.wsdl")
 SOAP_ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
 
 ENVELOPE = (
@@ -206,14 +202,6 @@ def test_template_escapes_values_and_nests_tables():
 
 
 # -- the local org, live ----------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def live(local_org):
-    client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=30)
-    session_id = mint_token(local_org)
-    endpoint = client.endpoint(partner_url_template(local_org))
-    return lambda soql, **kw: client.query(endpoint, session_id, soql, **kw)
-
 
 def test_live_parent_child_and_casing(live):
     batch = live("select id, firstname, account.name, account.owner.name from contact limit 50")
