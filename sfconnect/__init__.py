@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from . import exports, learn, steps, views
 from . import oauth as oauth_flow
-from .http import outbound_session
+from .http import token_gate
 from .redaction import install_log_redaction
 from .settings import ConfigError, Settings, load_settings
 from .tokens import (
@@ -29,8 +29,8 @@ from .tokens import (
     StoreUnavailable,
     TokenService,
     TokenVault,
-    TrustPolicy,
 )
+from .trust import TrustPolicy
 
 __all__ = ["ConfigError", "Settings", "create_app", "load_settings"]
 
@@ -74,17 +74,19 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
 
     from .partner import PartnerClient  # the SOAP client: built once, shared by all threads
 
+    # Every outbound request passes a gate that checks its URL with this one policy.
+    trust = TrustPolicy([host.url for host in config.login_hosts], config.trusted_hosts)
     partner = PartnerClient(config.partner_wsdl,
-                            outbound_session("partner", config.http_timeouts),
+                            token_gate("partner", trust, config.http_timeouts),
                             timeout=config.http_timeout, api_version=config.api_version)
     app.extensions["sfconnect.partner"] = partner
-    app.extensions["sfconnect.identity_http"] = outbound_session("identity", config.http_timeouts)
+    app.extensions["sfconnect.identity_http"] = token_gate("identity", trust, config.http_timeouts)
     app.extensions["sfconnect.store_check"] = store_check
-    oauth = oauth_flow.init_app(app, config)
+    oauth = oauth_flow.init_app(app, config, trust)
 
     app.extensions["sfconnect.tokens"] = TokenService(
         vault=TokenVault(token_store, config.token_key),
-        trust=TrustPolicy([host.url for host in config.login_hosts], config.trusted_hosts),
+        trust=trust,
         client_secret=config.client_secret,
         refresh=oauth.refresh, revoke=oauth.revoke, endpoint_for=partner.endpoint,
         refresh_lock_s=config.refresh_lock_s,

@@ -16,10 +16,10 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import redaction
-from .errors import UntrustedHost
-from .http import outbound_session
+from .errors import GateRefused, UntrustedHost
+from .http import TokenGate, token_gate
 from .settings import Settings
-from .tokens import SignatureMismatch, TrustPolicy, verify_signature
+from .tokens import SignatureMismatch, verify_signature
 
 sf = AppGroup("sf", help="Salesforce OAuth: run the other flows against the configured org.")
 
@@ -69,7 +69,8 @@ def token(flow: str, username: str | None, password: str | None,
     """Run one OAuth flow; print the masked token response, the identity, and when to use it."""
     settings = _settings()
     demo: Mapping[str, str] = current_app.config.get("SFCONNECT_LOCAL_ORG_DEMO") or {}
-    http = outbound_session("oauth", settings.http_timeouts)
+    http = token_gate("oauth", current_app.extensions["sfconnect.tokens"].trust,
+                      settings.http_timeouts)
     username = username or settings.username or demo.get("username")
     form: dict[str, str] = {"grant_type": {"jwt": JWT_GRANT, "password": "password",
                                            "refresh": "refresh_token",
@@ -99,7 +100,7 @@ def token(flow: str, username: str | None, password: str | None,
                              "refused") from None
     click.echo("Token response (secrets masked):")
     click.echo(json.dumps(redaction.mask_json(answer), indent=2, ensure_ascii=False))
-    _print_identity(http, settings, answer)
+    _print_identity(http, answer)
     click.echo(WHEN[flow])
 
 
@@ -132,10 +133,11 @@ def _assertion(settings: Settings, username: str | None) -> str:
                          "private key in PEM") from None
 
 
-def _post(http: requests.Session, url: str, form: dict[str, str], flow: str) -> dict:
+def _post(http: TokenGate, url: str, form: dict[str, str], flow: str) -> dict:
     try:
-        response = http.post(url, data=form, headers={"Accept": "application/json"},
-                             allow_redirects=False)
+        response = http.post(url, data=form, headers={"Accept": "application/json"})
+    except GateRefused as error:
+        raise FlowFailed(f"{flow} flow: {error}") from None
     except requests.RequestException as error:
         raise FlowFailed(f"{flow} flow: {url} could not be reached "
                          f"({type(error).__name__})") from None
@@ -154,16 +156,16 @@ def _post(http: requests.Session, url: str, form: dict[str, str], flow: str) -> 
     return answer
 
 
-def _print_identity(http: requests.Session, settings: Settings, answer: dict) -> None:
-    trust = TrustPolicy([host.url for host in settings.login_hosts], settings.trusted_hosts)
+def _print_identity(http: TokenGate, answer: dict) -> None:
     try:
-        id_url = trust.check(str(answer.get("id", "")), str(answer.get("instance_url", "")))
+        id_url = http.trust.check(str(answer.get("id", "")))
         response = http.get(id_url, headers={"Authorization": f"Bearer {answer['access_token']}",
-                                             "Accept": "application/json"},
-                            allow_redirects=False)
+                                             "Accept": "application/json"})
         who = response.json()
     except UntrustedHost as error:
         raise FlowFailed(f"identity: refusing to send the token to {error.url}") from None
+    except GateRefused as error:
+        raise FlowFailed(f"identity: {error}") from None
     except (requests.RequestException, ValueError):
         raise FlowFailed("identity: the identity service could not be read") from None
     if response.status_code != 200 or not isinstance(who, dict):

@@ -31,9 +31,30 @@ class NotConnected(Exception):
     """The browser has no Salesforce session with this app (or it could not be refreshed)."""
 
 
-class UntrustedHost(Exception):
+class GateRefused(Exception):
+    """The outbound gate refused a request that carries a token (see sfconnect.http)."""
+
+    code = "GATE_REFUSED"
+
+
+class UntrustedHost(GateRefused):
     """A URL would carry the access token to a host the configuration does not trust."""
+
+    code = "UNTRUSTED_HOST"
 
     def __init__(self, url: str) -> None:
         super().__init__(f"refusing to send the access token to {url}")
         self.url = url
+
+
+class RedirectRefused(GateRefused):
+    """A token-bearing request was answered with a redirect; it was not followed."""
+
+    code = "REDIRECT_REFUSED"
+
+    def __init__(self, url: str, status: int, location: str, location_host: str) -> None:
+        super().__init__(f"HTTP {status} from {url} to {location_host or 'nowhere'}: not followed")
+        self.url = url
+        self.status = status
+        self.location = location
+        self.location_host = location_host

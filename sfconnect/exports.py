@@ -43,7 +43,7 @@ from flask import (
 
 from . import records as records_module
 from . import trace, workbench
-from .errors import NotConnected, SalesforceFault, UpstreamError
+from .errors import GateRefused, NotConnected, SalesforceFault, UpstreamError
 from .partner import PartnerClient, QueryBatch
 
 bp = Blueprint("exports", __name__)
@@ -232,6 +232,8 @@ def _start(kind: str) -> Response:
         return _error(fault.code, fault.message, 400, fault.row, fault.column)
     except UpstreamError as exc:
         return _error("UPSTREAM_ERROR", f"Salesforce could not be reached: {exc.detail}", 502)
+    except GateRefused as exc:
+        return _error(exc.code, str(exc), 502)
     body = _json_stream if kind == "json" else _csv_stream
     mimetype = "application/json" if kind == "json" else "text/csv"
     response = Response(stream_with_context(body(soql, first, batch_size)),
@@ -260,7 +262,7 @@ def _json_stream(soql: str, first: QueryBatch, batch_size: int) -> Iterator[str]
                                      for record in records[start:start + _SLICE])
                     yield separator + chunk
                     separator = ","
-        except (SalesforceFault, UpstreamError, NotConnected) as exc:
+        except (SalesforceFault, UpstreamError, NotConnected, GateRefused) as exc:
             log.warning("export stopped: %s", type(exc).__name__)
             yield "], " + f'"error": {json.dumps(_describe(exc), ensure_ascii=False)}}}'
             return
@@ -291,7 +293,7 @@ def _csv_stream(soql: str, first: QueryBatch, batch_size: int) -> Iterator[str]:
                     chunks.clear()
                     writer.writerows(rows.rows(records[start:start + _SLICE]))
                     yield "".join(chunks)
-        except (SalesforceFault, UpstreamError, NotConnected) as exc:
+        except (SalesforceFault, UpstreamError, NotConnected, GateRefused) as exc:
             log.warning("export stopped: %s", type(exc).__name__)
             described = _describe(exc)
             chunks.clear()
@@ -304,6 +306,8 @@ def _describe(exc: Exception) -> dict:
         return {"error": exc.code, "message": exc.message}
     if isinstance(exc, UpstreamError):
         return {"error": "UPSTREAM_ERROR", "message": exc.detail}
+    if isinstance(exc, GateRefused):
+        return {"error": exc.code, "message": str(exc)}
     return {"error": "NOT_CONNECTED", "message": "The Salesforce session ended."}
 
 

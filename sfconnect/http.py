@@ -1,8 +1,14 @@
-"""Every outbound HTTP exchange of the app goes through a session built here.
+"""Every outbound HTTP exchange of the app goes through a gate built here.
 
-One place, so that the trace of the flow (sfconnect.trace, with secrets masked) hooks every request
-without touching call sites: each purpose gets its own `requests.Session` with a default timeout,
-and its adapter tells the observers registered with `observe_exchanges` about every exchange.
+Each purpose ("oauth", "identity", "partner", "rest") gets its own `TokenGate`: a
+`requests.Session` that, on each prepared request just before it is sent, checks the URL with the
+trust policy as the sender will parse it (`sfconnect.trust.target_of`), follows no redirect (a
+3xx becomes `RedirectRefused`, naming where it pointed), uses no proxy and keeps no cookie. There
+is no other kind of session in the app, so no call site can send a token around the gate (RFC 9700
+4.9 and 4.12).
+
+Its adapter applies a default timeout and tells the observers registered with `observe_exchanges`
+(the trace of the flow, secrets masked) about every exchange, without touching call sites.
 """
 from __future__ import annotations
 
@@ -10,9 +16,14 @@ import logging
 import time
 from collections.abc import Callable
 from http.cookiejar import DefaultCookiePolicy
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util import parse_url
+
+from .errors import RedirectRefused
+from .trust import TrustPolicy
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
 
@@ -63,18 +74,47 @@ class _TimeoutAdapter(HTTPAdapter):
         return response
 
 
-def outbound_session(purpose: str,
-                     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> requests.Session:
-    """A session for one purpose ("oauth", "identity", "partner" ...), timeouts on every call.
+class TokenGate(requests.Session):
+    """The one way a request carrying a token (or the client secret) leaves the app."""
 
-    It keeps no cookies: one session serves every user of the process, and one user's cookie
-    must never ride along with another's request.
-    """
-    session = requests.Session()
-    session.headers["User-Agent"] = f"sfconnect/{purpose}"
-    session.trust_env = False  # proxies from the environment must not see the tokens
-    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = _TimeoutAdapter(timeout, purpose, pool_maxsize=32)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    def __init__(self, purpose: str, trust: TrustPolicy,
+                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+        super().__init__()
+        self.purpose = purpose
+        self.trust = trust
+        self.headers["User-Agent"] = f"sfconnect/{purpose}"
+        self.trust_env = False  # proxies from the environment must not see the tokens
+        self.proxies = {}
+        # One session serves every user of the process: one user's cookie must never ride along
+        # with another's request.
+        self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        adapter = _TimeoutAdapter(timeout, purpose, pool_maxsize=32)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def send(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:  # noqa: ANN003
+        """Send `request` if the policy trusts where it connects; never follow a redirect."""
+        self.trust.check(request.url or "")  # the prepared URL, which the adapter connects to
+        kwargs["allow_redirects"] = False
+        kwargs["proxies"] = {}
+        response = super().send(request, **kwargs)
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("Location", "")
+            response.close()
+            raise RedirectRefused(request.url or "", response.status_code, location,
+                                  _host_of(request.url or "", location))
+        return response
+
+
+def _host_of(base: str, location: str) -> str:
+    """The host a redirect's Location would have sent the request to (for the error page)."""
+    try:
+        return parse_url(urljoin(base, location)).host or ""
+    except ValueError:
+        return location[:200]
+
+
+def token_gate(purpose: str, trust: TrustPolicy,
+               timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> TokenGate:
+    """The gate for one purpose ("oauth", "identity", "partner" ...), timeouts on every call."""
+    return TokenGate(purpose, trust, timeout)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import requests
 
 from .errors import InvalidSession, UpstreamError
-from .tokens import TokenSet, TrustPolicy
+from .http import TokenGate
+from .tokens import TokenSet
 
 SERVICE = "identity"
 
@@ -28,13 +29,12 @@ class Identity:
     partner_url: str  # with the literal "{version}"
 
 
-def fetch_identity(http: requests.Session, tokens: TokenSet, trust: TrustPolicy) -> Identity:
+def fetch_identity(http: TokenGate, tokens: TokenSet) -> Identity:
     """Call the identity service for `tokens`; the id URL and urls.partner must be trusted."""
-    id_url = trust.check(tokens.id_url, tokens.instance_url)
+    id_url = http.trust.check(tokens.id_url)
     try:
         response = http.get(id_url, headers={"Authorization": f"Bearer {tokens.access_token}",
-                                             "Accept": "application/json"},
-                            allow_redirects=False)
+                                             "Accept": "application/json"})
     except requests.Timeout:
         raise UpstreamError(SERVICE, "the identity service did not answer in time") from None
     except requests.RequestException:
@@ -57,5 +57,5 @@ def fetch_identity(http: requests.Session, tokens: TokenSet, trust: TrustPolicy)
     except (ValueError, KeyError, TypeError):
         raise UpstreamError(SERVICE, "the identity service answered something unreadable") \
             from None
-    trust.check(identity.partner_url, tokens.instance_url)
+    http.trust.check(identity.partner_url)
     return identity

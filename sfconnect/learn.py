@@ -22,9 +22,10 @@ from markupsafe import Markup
 
 from . import diagram, har, rest, trace
 from .errors import SalesforceFault
-from .http import outbound_session
+from .http import token_gate
 from .settings import Settings, is_loopback
-from .tokens import SALESFORCE_DOMAINS, Connection, TokenSet, call_with_session, with_session_tokens
+from .tokens import Connection, TokenSet, call_with_session, with_session_tokens
+from .trust import SALESFORCE_DOMAINS
 
 bp = Blueprint("learn", __name__)
 
@@ -114,7 +115,8 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     trace.init_app(app, settings)
     # /compare's REST calls: one session for all users, like the other outbound sessions.
-    app.extensions["sfconnect.rest_http"] = outbound_session("rest", settings.http_timeouts)
+    app.extensions["sfconnect.rest_http"] = token_gate(
+        "rest", app.extensions["sfconnect.tokens"].trust, settings.http_timeouts)
     app.register_blueprint(bp)
     app.context_processor(_endpoints_context)
     app.cli.add_command(sf)
@@ -211,8 +213,7 @@ def _record_id(record: object) -> str:
 def _rest_query(tokens: TokenSet, soql: str) -> rest.RestQueryResult:
     service = current_app.extensions["sfconnect.tokens"]
     urls = session.get(trace.URLS_KEY) or _identity_urls(tokens)
-    url = service.trust.check(rest.query_url(urls["query"], trace.api_version()),
-                              tokens.instance_url)
+    url = service.trust.check(rest.query_url(urls["query"], trace.api_version()))
     return rest.query(current_app.extensions["sfconnect.rest_http"], url, tokens.access_token, soql)
 
 
@@ -222,7 +223,7 @@ def _identity_urls(tokens: TokenSet) -> dict[str, str]:
 
     service = current_app.extensions["sfconnect.tokens"]
     response = current_app.extensions["sfconnect.identity_http"].get(
-        service.trust.check(tokens.id_url, tokens.instance_url),
+        service.trust.check(tokens.id_url),
         headers={"Authorization": f"Bearer {tokens.access_token}"}, allow_redirects=False)
     if response.status_code in (401, 403):
         raise InvalidSession("Bad_OAuth_Token", "The identity service refused the access token.")

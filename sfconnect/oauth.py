@@ -31,9 +31,10 @@ from flask import (
 
 from . import identity, steps
 from .errors import UpstreamError
-from .http import outbound_session
+from .http import TokenGate, token_gate
 from .settings import LoginHost, Settings
 from .tokens import Connection, TokenService, TokenSet, verify_signature, with_session_tokens
+from .trust import TrustPolicy
 
 bp = Blueprint("oauth", __name__)
 
@@ -47,7 +48,7 @@ MAX_CALLBACK_PARAM = 4096
 class _OutboundOAuth2Session(OAuth2Session):
     """Authlib's OAuth2Session whose requests are sent by the app's outbound "oauth" session."""
 
-    def __init__(self, *args, outbound: requests.Session, **kwargs) -> None:  # noqa: ANN002,ANN003
+    def __init__(self, *args, outbound: TokenGate, **kwargs) -> None:  # noqa: ANN002,ANN003
         super().__init__(*args, **kwargs)
         self.trust_env = False
         self.hooks = outbound.hooks
@@ -70,7 +71,7 @@ class SalesforceLogin(FlaskOAuth2App):
 class SalesforceOAuth:
     """The registered login hosts, and the token calls tokens.py needs (refresh, revoke)."""
 
-    def __init__(self, app: Flask, settings: Settings, http: requests.Session) -> None:
+    def __init__(self, app: Flask, settings: Settings, http: TokenGate) -> None:
         self.settings = settings
         self.http = http
         self.registry = OAuth(app)
@@ -141,9 +142,9 @@ def upstream(service: str) -> Iterator[None]:
         raise UpstreamError(service, "Salesforce answered something unreadable") from None
 
 
-def init_app(app: Flask, settings: Settings) -> SalesforceOAuth:
+def init_app(app: Flask, settings: Settings, trust: TrustPolicy) -> SalesforceOAuth:
     """Register the login hosts with Authlib and the flow's routes."""
-    oauth = SalesforceOAuth(app, settings, outbound_session("oauth", settings.http_timeouts))
+    oauth = SalesforceOAuth(app, settings, token_gate("oauth", trust, settings.http_timeouts))
     app.extensions["sfconnect.oauth"] = oauth
     app.register_blueprint(bp)
     steps.on_continue(app, "token", _continue_token_request)
@@ -234,8 +235,7 @@ def callback():  # noqa: ANN201
     tokens = TokenSet.from_response(token, client.login_host.url)
     service: TokenService = current_app.extensions["sfconnect.tokens"]
     try:
-        who = identity.fetch_identity(current_app.extensions["sfconnect.identity_http"], tokens,
-                                      service.trust)
+        who = identity.fetch_identity(current_app.extensions["sfconnect.identity_http"], tokens)
     except Exception:
         # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
         with suppress(UpstreamError, OAuthError):
@@ -290,7 +290,7 @@ def _continue_identity_request(data: dict):  # noqa: ANN202
         raise steps.StaleStep()
     try:
         who = identity.fetch_identity(current_app.extensions["sfconnect.identity_http"],
-                                      stored.tokens, service.trust)
+                                      stored.tokens)
     except Exception:
         # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
         service.disconnect(record_id)
@@ -308,7 +308,7 @@ def refresh_identity():  # noqa: ANN201
     http = current_app.extensions["sfconnect.identity_http"]
     service: TokenService = current_app.extensions["sfconnect.tokens"]
     connection, who = with_session_tokens(lambda connection, tokens: (
-        connection, identity.fetch_identity(http, tokens, service.trust)))
+        connection, identity.fetch_identity(http, tokens)))
     if (who.user_id, who.organization_id) != (connection.user_id, connection.organization_id):
         # The record's token belongs to someone else: nothing about this session can be trusted.
         service.vault.delete(connection.token_record)

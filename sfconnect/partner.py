@@ -25,6 +25,7 @@ from zeep.exceptions import Fault
 from zeep.transports import Transport
 
 from .errors import InvalidSession, SalesforceFault, UpstreamError
+from .http import TokenGate
 
 TNS = "urn:partner.soap.sforce.com"
 ENS = "urn:sobject.partner.soap.sforce.com"
@@ -127,12 +128,15 @@ def plain(element: etree._Element) -> object:
 class PartnerClient:
     """The partner API for all users of this process: built once from a WSDL, thread-safe."""
 
-    def __init__(self, wsdl: str, session: requests.Session, timeout: float = 30,
+    def __init__(self, wsdl: str, session: TokenGate, timeout: float = 30,
                  api_version: str | None = None) -> None:
-        """Load `wsdl` (a path or URL) with zeep; every call goes out through `session`.
+        """Load `wsdl` (a path or URL) with zeep; every call goes out through `session`, the
+        gate that checks each endpoint and follows no redirect (zeep's own posts would).
 
         Calls go to `api_version` (SF_API_VERSION) when given, else to the WSDL's own version.
         """
+        if not isinstance(session, TokenGate):
+            raise TypeError("the partner client sends the session id only through a TokenGate")
         transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
         self._client = zeep.Client(wsdl, transport=transport)
         port = next(port for service in self._client.wsdl.services.values()

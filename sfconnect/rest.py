@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import requests
 
 from .errors import InvalidSession, SalesforceFault, UpstreamError
+from .http import TokenGate
 
 SERVICE = "rest"
 
@@ -30,12 +31,12 @@ def query_url(urls_query: str, version: str) -> str:
     return urls_query.replace("{version}", version)
 
 
-def query(http: requests.Session, url: str, access_token: str, soql: str) -> RestQueryResult:
-    """Run `soql` at the REST query URL `url` (already trusted); raise our errors."""
+def query(http: TokenGate, url: str, access_token: str, soql: str) -> RestQueryResult:
+    """Run `soql` at the REST query URL `url` through the gate; raise our errors."""
     try:
         response = http.get(url, params={"q": soql},
                             headers={"Authorization": f"Bearer {access_token}",
-                                     "Accept": "application/json"}, allow_redirects=False)
+                                     "Accept": "application/json"})
     except requests.Timeout:
         raise UpstreamError(SERVICE, "the REST API did not answer in time") from None
     except requests.RequestException:

@@ -39,7 +39,7 @@ SANDBOX_HOST = "test.salesforce.com"
 _HOST_LABELS = {PRODUCTION_HOST: ("production", "Production"),
                 SANDBOX_HOST: ("sandbox", "Sandbox")}
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"^\.?(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_HOSTNAME = re.compile(rf"^\.?(?=.{{1,253}}(:|$)){_LABEL}(\.{_LABEL})*(:(?P<port>[0-9]{{1,5}}))?$")
 _SCOPE = re.compile(r"^[A-Za-z0-9_:./-]+$")
 _API_VERSION = re.compile(r"^(\d{2,3})(\.0)?$")
 
@@ -342,8 +342,10 @@ def _trusted_hosts(value: str) -> tuple[str, ...]:
     hosts = []
     for host in value.replace(",", " ").split():
         host = host.lower()
-        if not _HOSTNAME.match(host):
+        match = _HOSTNAME.match(host)
+        if not match or (match["port"] and not 0 < int(match["port"]) < 65536):
             raise ConfigError("SF_TRUSTED_HOSTS", f"{host!r} is not a host name (use "
-                              "example.com, or .example.com for every subdomain)")
+                              "example.com, or .example.com for every subdomain, either with "
+                              ":port when it is not 443)")
         hosts.append(host)
     return tuple(hosts)

@@ -453,7 +453,7 @@ def _soap_page(step_id: str, data: dict) -> StepPage:
     if stored is None:
         discard()
         raise NotConnected("Your Salesforce session has ended. Connect again.")
-    endpoint = service.endpoint(connection, stored.tokens)  # {version} filled, host trusted
+    endpoint = service.endpoint(connection)  # {version} filled, host trusted
     operation = str(data["operation"])
     argument = str(data["argument"])
     batch_size = int(data["batch_size"]) if data.get("batch_size") else None

@@ -1,4 +1,4 @@
-"""Tokens: their own encrypted, versioned server-side record, refresh, revocation and trust.
+"""Tokens: their own encrypted, versioned server-side record, refresh and revocation.
 
 Flask-Session rewrites the whole session at the end of every request, so a request that started
 before a refresh would write the old tokens back if they were ordinary session keys. The tokens
@@ -34,21 +34,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from authlib.integrations.base_client import OAuthError
 from cryptography.fernet import Fernet, InvalidToken
 
-from .errors import InvalidSession, NotConnected, UntrustedHost, UpstreamError
-from .settings import is_loopback
+from .errors import GateRefused, InvalidSession, NotConnected, UpstreamError
+from .trust import TrustPolicy, check_instance_url
 
 T = TypeVar("T")
 
-# Hosts under these domains are Salesforce's own; the token may go there.
-SALESFORCE_DOMAINS = (
-    "salesforce.com", "force.com", "cloudforce.com", "database.com", "salesforce-setup.com",
-    "salesforce.mil", "force.mil", "cloudforce.mil", "sfcrmproducts.cn", "sfcrmapps.cn",
-)
 # Token refresh errors that mean the grant is gone for good: the user must connect again.
 DEAD_GRANT_ERRORS = ("invalid_grant", "invalid_client", "unauthorized_client", "inactive_user",
                      "inactive_org")
@@ -86,64 +80,6 @@ def verify_signature(token: Mapping[str, object], client_secret: str) -> None:
         raise SignatureMismatch(description="The token response's signature does not match "
                                 "its id and issued_at: it was not issued for this app's secret "
                                 "or was altered on the way. It was refused.")
-
-
-class TrustPolicy:
-    """Which URLs may receive the access token: login hosts, the instance, Salesforce, and
-    SF_TRUSTED_HOSTS; https everywhere except loopback hosts."""
-
-    def __init__(self, login_urls: tuple[str, ...] | list[str],
-                 trusted_hosts: tuple[str, ...] | list[str] = ()) -> None:
-        self._origins = {_origin(url) for url in login_urls}
-        self._trusted = tuple(host.lower() for host in trusted_hosts)
-
-    def check(self, url: str, instance_url: str | None = None) -> str:
-        """Return `url` when the token may be sent there; raise UntrustedHost otherwise."""
-        try:
-            parts = urlsplit(url)
-            hostname = (parts.hostname or "").lower()
-            parts.port  # noqa: B018 - a malformed port raises here
-        except ValueError:
-            raise UntrustedHost(url) from None
-        if parts.scheme not in ("https", "http") or not hostname or parts.username:
-            raise UntrustedHost(url)
-        if parts.scheme == "http" and not is_loopback(hostname):
-            raise UntrustedHost(url)
-        origin = _origin(url)
-        if origin in self._origins or (instance_url and origin == _origin(instance_url)):
-            return url
-        if parts.scheme == "https" and (_under(hostname, SALESFORCE_DOMAINS)
-                                        or self._is_listed(hostname)):
-            return url
-        raise UntrustedHost(url)
-
-    def _is_listed(self, hostname: str) -> bool:
-        for host in self._trusted:
-            if host.startswith(".") and hostname.endswith(host):
-                return True
-            if hostname == host:
-                return True
-        return False
-
-
-def _under(hostname: str, domains: tuple[str, ...]) -> bool:
-    return any(hostname == domain or hostname.endswith("." + domain) for domain in domains)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
-
-
-def check_instance_url(instance_url: str) -> str:
-    """The instance_url of a token response must be https (or loopback) and well-formed."""
-    parts = urlsplit(instance_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.username:
-        raise UntrustedHost(instance_url)
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise UntrustedHost(instance_url)
-    return instance_url.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -447,14 +383,14 @@ class TokenService:
         self.refresh_lock_s = refresh_lock_s
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 
-    def endpoint(self, connection: Connection, tokens: TokenSet) -> str:
+    def endpoint(self, connection: Connection) -> str:
         """The partner endpoint for this connection, checked against the trust policy."""
-        return self.trust.check(self._endpoint_for(connection.partner_url), tokens.instance_url)
+        return self.trust.check(self._endpoint_for(connection.partner_url))
 
     def call(self, connection: Connection, call: Callable[[str, str], T]) -> T:
         """Run `call(endpoint, session_id)`; on InvalidSession refresh once and retry once."""
         return self.with_tokens(connection, lambda tokens: call(
-            self.endpoint(connection, tokens), tokens.access_token))
+            self.endpoint(connection), tokens.access_token))
 
     def with_tokens(self, connection: Connection, use: Callable[[TokenSet], T]) -> T:
         """Run `use(tokens)`; on InvalidSession refresh once and run it once more.
@@ -528,7 +464,7 @@ class TokenService:
         try:
             self.trust.check(tokens.login_url)
             self._revoke(tokens.login_url, tokens.refresh_token or tokens.access_token)
-        except (UpstreamError, UntrustedHost, OAuthError):
+        except (UpstreamError, GateRefused, OAuthError):
             return False
         return True
 

@@ -25,7 +25,15 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from . import records, steps, workbench
-from .errors import InvalidSession, NotConnected, SalesforceFault, UntrustedHost, UpstreamError
+from .errors import (
+    GateRefused,
+    InvalidSession,
+    NotConnected,
+    RedirectRefused,
+    SalesforceFault,
+    UntrustedHost,
+    UpstreamError,
+)
 from .oauth import MAX_SOQL
 from .tokens import Connection, call_with_session
 
@@ -215,6 +223,8 @@ def _describe(connection: Connection | None, fetch: Callable[[str, str], object]
         return None, _json_error(status, fault.code, fault.message)
     except UpstreamError as error:
         return None, _json_error(502, f"{error.service}_unavailable", error.detail)
+    except GateRefused as error:
+        return None, _json_error(502, error.code, str(error))
 
 
 @bp.get("/describe")
@@ -333,6 +343,19 @@ def on_untrusted_host(error: UntrustedHost):  # noqa: ANN201
                        "token was not sent there.", "Untrusted host refused")
 
 
+def on_redirect_refused(error: RedirectRefused):  # noqa: ANN201
+    """Salesforce answered a token-bearing request with a redirect: not followed, explained."""
+    log.warning("refused to follow HTTP %s from %s to %s", error.status, error.url,
+                error.location_host)
+    target = error.location_host or "no host at all"
+    return _error_page(502, "REDIRECT_REFUSED", f"Salesforce answered HTTP {error.status}, "
+                       f"redirecting the request to {target}. A request that carries your "
+                       "access token is never sent on to a redirect's target (it would take the "
+                       "token there, RFC 9700 §4.12), so nothing was sent to "
+                       f"{target}. Check the endpoint the identity service names, or try again "
+                       "later.", "Redirect refused")
+
+
 def on_oauth_error(error: OAuthError):  # noqa: ANN201
     """An OAuth protocol error (invalid_grant, invalid_signature ...): its code and description."""
     log.info("oauth error: %s", error.error)
@@ -366,6 +389,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(UpstreamError, on_upstream_error)
     app.register_error_handler(NotConnected, on_not_connected)
     app.register_error_handler(UntrustedHost, on_untrusted_host)
+    app.register_error_handler(RedirectRefused, on_redirect_refused)
     app.register_error_handler(OAuthError, on_oauth_error)
     app.register_error_handler(CSRFError, on_csrf_error)
     app.register_error_handler(HTTPException, on_http_error)

@@ -74,15 +74,22 @@ def partner_url_template(org) -> str:
     return f"{org.url}/services/Soap/u/{{version}}/{org.state.org_id[:15]}"
 
 
+def gate_for(*urls: str, purpose: str = "partner", timeout: float = 30):  # noqa: ANN201
+    """The app's outbound gate for `purpose`, trusting the login hosts `urls` (the orgs' URLs)."""
+    from sfconnect.http import token_gate
+    from sfconnect.trust import TrustPolicy
+
+    return token_gate(purpose, TrustPolicy(urls), timeout)
+
+
 @pytest.fixture(scope="module")
 def live(local_org) -> Callable[..., object]:
     """`live(soql, **options)`: the first batch of `soql` from the shared local org, through
     PartnerClient with the app's own WSDL."""
-    from sfconnect.http import outbound_session
     from sfconnect.partner import PartnerClient
 
     client = PartnerClient(str(REPO / "sfconnect" / "wsdl" / "partner.wsdl"),
-                           outbound_session("partner"), timeout=30)
+                           gate_for(local_org.url), timeout=30)
     session_id = mint_token(local_org)
     endpoint = client.endpoint(partner_url_template(local_org))
     return lambda soql, **options: client.query(endpoint, session_id, soql, **options)

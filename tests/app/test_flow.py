@@ -531,7 +531,7 @@ def test_token_response_with_a_bad_signature_is_refused(start_app, local_org):
 
     relay = Relay(local_org.url, swap_user)
     try:
-        running = start_app(local_org, SF_LOGIN_URL=relay.url)
+        running = start_app(local_org, SF_LOGIN_URL=relay.url, SF_LOGIN_HOSTS=local_org.url)
         http = requests.Session()
         authorize_url = start_login(http, running.url).replace(relay.url, local_org.url)
         identity_calls = counters(local_org).get("identity", 0)
@@ -555,7 +555,7 @@ def test_refresh_response_with_a_bad_signature_is_refused(start_app, fresh_org):
 
     relay = Relay(fresh_org.url, altered_issued_at)
     try:
-        running = start_app(fresh_org, SF_LOGIN_URL=relay.url)
+        running = start_app(fresh_org, SF_LOGIN_URL=relay.url, SF_LOGIN_HOSTS=fresh_org.url)
         http = requests.Session()
         authorize_url = start_login(http, running.url).replace(relay.url, fresh_org.url)
         assert sign_in_at(http, authorize_url).url == running.url + "/"
@@ -581,7 +581,7 @@ def test_identity_url_off_salesforce_is_refused_before_the_token_goes_there(star
 
     relay = Relay(local_org.url, foreign_id)
     try:
-        running = start_app(local_org, SF_LOGIN_URL=relay.url)
+        running = start_app(local_org, SF_LOGIN_URL=relay.url, SF_LOGIN_HOSTS=local_org.url)
         holder["secret"] = running.client.client_secret
         http = requests.Session()
         authorize_url = start_login(http, running.url).replace(relay.url, local_org.url)

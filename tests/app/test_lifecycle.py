@@ -65,7 +65,6 @@ def test_rest_401_refreshes_once_and_retries(start_app, fresh_org):
     (what every call with the user's token goes through) refreshes once and retries, over real
     HTTP to the org's REST query resource."""
     from sfconnect import rest
-    from sfconnect.http import outbound_session
     from sfconnect.tokens import Connection
 
     running, http = connect(start_app, fresh_org)
@@ -74,12 +73,12 @@ def test_rest_401_refreshes_once_and_retries(start_app, fresh_org):
     connection = Connection.from_session(interface.cache.get(f"sfconnect:session:{sid}")["sf"])
     service = running.app.extensions["sfconnect.tokens"]
     url = f"{connection.instance_url}/services/data/v66.0/query/"
-    rest_http = outbound_session("rest")
+    rest_http = running.app.extensions["sfconnect.rest_http"]
     requests.post(f"{fresh_org.url}/__admin/expire-sessions").raise_for_status()
     base = counters(fresh_org)
 
     result = service.with_tokens(connection, lambda tokens: rest.query(
-        rest_http, service.trust.check(url, tokens.instance_url), tokens.access_token,
+        rest_http, url, tokens.access_token,
         "SELECT Id FROM Account LIMIT 3"))
     assert len(result.records) == 3
     after = counters(fresh_org)

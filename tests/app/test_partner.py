@@ -7,10 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import mint_token, partner_url_template
+from conftest import gate_for, mint_token, partner_url_template
 
 from sfconnect.errors import InvalidSession, SalesforceFault, UpstreamError
-from sfconnect.http import outbound_session
 from sfconnect.partner import PartnerClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,8 +18,8 @@ REAL_WSDL = str(REPO.parent / "shared" / "fixtures" / "salesforce" / "partner-v6
 
 
 @pytest.fixture(scope="module", params=[OWN_WSDL, REAL_WSDL], ids=["own-wsdl", "v66-wsdl"])
-def client(request) -> PartnerClient:
-    return PartnerClient(request.param, outbound_session("partner"), timeout=30)
+def client(request, local_org) -> PartnerClient:
+    return PartnerClient(request.param, gate_for(local_org.url), timeout=30)
 
 
 def endpoint_of(org, client: PartnerClient) -> str:
@@ -85,7 +84,7 @@ def test_invalid_session_id_is_invalid_session(local_org, client):
 
 @pytest.mark.parametrize("fault", ["502", "empty"])
 def test_unreadable_replies_are_upstream_errors(fresh_org, fault):
-    client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=10)
+    client = PartnerClient(OWN_WSDL, gate_for(fresh_org.url), timeout=10)
     fresh_org.state.faults.soap_endpoint = fault
     with pytest.raises(UpstreamError):
         client.query(endpoint_of(fresh_org, client), mint_token(fresh_org), "SELECT Id FROM User")
@@ -96,8 +95,9 @@ def test_silent_server_times_out_as_upstream_error():
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)  # accepts the connection in the backlog, never answers
     try:
-        client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=0.5)
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/services/Soap/u/66.0/00D"
+        silent = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        client = PartnerClient(OWN_WSDL, gate_for(silent, timeout=0.5), timeout=0.5)
+        url = f"{silent}/services/Soap/u/66.0/00D"
         with pytest.raises(UpstreamError) as caught:
             client.query(url, "00Dx!y", "SELECT Id FROM User")
         assert "timeout" in caught.value.detail
@@ -111,7 +111,7 @@ def test_threads_never_share_a_session(local_org):
     A header leaking between threads would give a live thread INVALID_SESSION_ID or a revoked
     thread records: the org's own session check is the witness.
     """
-    client = PartnerClient(OWN_WSDL, outbound_session("partner"), timeout=30)
+    client = PartnerClient(OWN_WSDL, gate_for(local_org.url), timeout=30)
     endpoint = endpoint_of(local_org, client)
     sessions = [mint_token(local_org, u) for u in ("admin@devorg.local",
                                                     "zoë.müller@devorg.local") * 4]

@@ -163,6 +163,8 @@ def test_every_state_changing_form_carries_a_csrf_token_and_needs_it(start_app, 
         http.get(url + "/"),
         http.get(f"{url}/query", params={"q": SOQL}),
         http.get(f"{url}/query", params={"q": "SELECT FROM"}),
+        # What another site's link gets: its Continue form.
+        http.get(f"{url}/query", params={"q": SOQL}, headers={"Sec-Fetch-Site": "cross-site"}),
         http.get(url + "/no-such-page"),
         http.get(url + "/oauth/callback"),
         requests.get(url + "/"),
@@ -211,21 +213,23 @@ def test_a_code_injected_into_another_sign_in_fails_pkce(start_app, local_org):
 
 
 def test_trust_policy_decides_where_the_token_may_go():
-    """The access token goes to the login hosts, the instance, Salesforce's domains and listed
-    hosts, over https (plain http only on loopback); anything else is refused before sending."""
+    """The access token goes to the login hosts (exact origin), Salesforce's domains on 443 and
+    listed hosts (443 unless they name a port), over https (plain http only for a loopback login
+    host); anything else, and any URL two parsers could read differently, is refused."""
     from sfconnect.errors import UntrustedHost
-    from sfconnect.tokens import TrustPolicy
+    from sfconnect.trust import TrustPolicy
 
     policy = TrustPolicy(["https://login.salesforce.com", "http://127.0.0.1:5001"],
-                         ["api.partner.example", ".corp.example"])
-    instance = "https://acme.my.salesforce.com"
+                         ["api.partner.example", ".corp.example", "gw.partner.example:8443"])
     allowed = [
         "https://login.salesforce.com/id/00D/005",
+        "https://login.salesforce.com:443/id/00D/005",
         "http://127.0.0.1:5001/id/00D/005",
-        "https://acme.my.salesforce.com/services/Soap/u/66.0/00D",
+        "https://acme.my.salesforce.com/services/Soap/u/{version}/00D",
         "https://eu5.force.com/x", "https://na1.cloudforce.com/x", "https://x.salesforce.mil/x",
         "https://x.sfcrmproducts.cn/x", "https://api.partner.example/x",
-        "https://deep.corp.example/x",
+        "https://deep.corp.example/x", "https://gw.partner.example:8443/x",
+        "https://ACME.My.Salesforce.com/x",
     ]
     refused = [
         "http://acme.my.salesforce.com/x",  # https required off loopback
@@ -234,14 +238,30 @@ def test_trust_policy_decides_where_the_token_may_go():
         "https://evilsalesforce.com/x",
         "https://user:pw@login.salesforce.com/x",
         "https://login.salesforce.com:99999/x",
+        "https://acme.my.salesforce.com:8443/x",  # Salesforce domains: the https port only
+        "https://api.partner.example:8443/x",  # listed without a port: 443 only
+        "https://gw.partner.example/x",  # listed with :8443 only
         "ftp://login.salesforce.com/x",
         "https://other.partner.example/x",
         "javascript:alert(1)",
         "//login.salesforce.com/x",
-        "http://localhost:8080/x",  # loopback, but neither a login host nor the instance
+        "http://localhost:8080/x",  # loopback, but not a login host
+        "http://127.0.0.1:5002/x",  # the login host's host on another port
+        # URLs that parse two ways, or that no sender should be handed:
+        "https://attacker.example\\.salesforce.com/services/Soap/u/66.0/00D",
+        "https://attacker.example%2F.salesforce.com/x",
+        "https://attacker.example;.salesforce.com/x",
+        "https://attacker.example,.salesforce.com/x",
+        "https://attacker.example\t.salesforce.com/x",
+        "https://attacker.example .salesforce.com/x",
+        "https://attacker.example@acme.my.salesforce.com/x",
+        "https://acme.my.salesforce.com./x",
+        "https://bücher.my.salesforce.com/x",
+        "https://acme.my.salesforce.com/x y",
+        "https://[::1]:5001/x",
     ]
     for url in allowed:
-        assert policy.check(url, instance) == url
+        assert policy.check(url) == url
     for url in refused:
         with pytest.raises(UntrustedHost):
-            policy.check(url, instance)
+            policy.check(url)

@@ -119,9 +119,10 @@ def test_trace_keeps_the_last_hundred_entries(tmp_path):
 def test_flow_page_before_any_exchange_and_outside_requests(start_app, local_org):
     running = start_app(local_org)
     # An exchange outside any request (CLI, start-up) is not recorded anywhere, and harmless.
-    from sfconnect.http import outbound_session
+    from conftest import gate_for
 
-    assert outbound_session("oauth").get(f"{local_org.url}/services/data").status_code < 500
+    assert gate_for(local_org.url, purpose="oauth").get(
+        f"{local_org.url}/services/data").status_code < 500
     page = requests.get(f"{running.url}/flow")
     assert page.status_code == 200 and "Nothing yet" in page.text
 
