@@ -6,7 +6,8 @@
                                       "authorization_code_lifetime": int}
     POST /__admin/expire-sessions    every access token dies now; refresh tokens live on
     GET|POST /__admin/faults         {"token_endpoint", "token_delay_s", "soap_endpoint",
-                                      "identity_endpoint"}
+                                      "identity_endpoint", "soap_redirect_to",
+                                      "identity_partner_url"}
     POST /__admin/clients            register a client app from JSON (ClientApp's fields)
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ FAULT_CHOICES = {
     "soap_endpoint": (None, "502", "empty"),
     "identity_endpoint": (None, "403", "500"),
 }
+URL_FAULTS = ("soap_redirect_to", "identity_partner_url")  # a URL, or None to switch off
 
 
 class AdminInputError(Exception):
@@ -132,9 +134,12 @@ def faults() -> Any:
         for name, choices in FAULT_CHOICES.items():
             if name in body and body[name] not in choices:
                 raise AdminInputError(f"{name} must be one of {list(choices)}")
+        for name in URL_FAULTS:
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise AdminInputError(f"{name} must be a URL or null")
         delay = _number(body["token_delay_s"], "token_delay_s") if "token_delay_s" in body \
             else None
-        for name in FAULT_CHOICES:
+        for name in (*FAULT_CHOICES, *URL_FAULTS):
             if name in body:
                 setattr(org.faults, name, body[name])
         if delay is not None:

@@ -126,6 +126,8 @@ def identity(org_id: str, user_id: str) -> Response:
     if user is None:
         return bad_token()
     document = identity_document(org, user, request.host_url.rstrip("/"))
+    if org.faults.identity_partner_url:
+        document["urls"]["partner"] = org.faults.identity_partner_url
     version = request.args.get("version")
     if version and version in org.config.api_versions:
         # ?version=66.0 fills the {version} placeholders, as Salesforce does.

@@ -614,6 +614,11 @@ def partner_endpoint(version: str, org_id: str) -> Response:
     if version not in org.config.api_versions:
         return Response("<h1>Not Found</h1>\n<p>The requested URL was not found on this "
                         "server.</p>\n", status=404, content_type="text/html")
+    if org.faults.soap_redirect_to:
+        # A misbehaving (or hostile) endpoint: a client that follows 307 re-posts the envelope,
+        # session id included, to wherever this points.
+        return Response(status=307, headers={
+            "Location": org.faults.soap_redirect_to.rstrip("/") + request.path})
     endpoint: PartnerEndpoint = current_app.extensions["devorg.soap"]
     return endpoint.handle(version, org_id, request.mimetype, request.get_data(cache=False),
                            request.host_url.rstrip("/"))

@@ -61,6 +61,10 @@ class FaultSwitches:
     token_delay_s: float = 5.0
     soap_endpoint: str | None = None  # None, "502", "empty"
     identity_endpoint: str | None = None  # None, "403", "500"
+    # A base URL: every partner call answers 307 to it, the request's path kept.
+    soap_redirect_to: str | None = None
+    # A URL put in the identity's urls.partner in place of the org's own endpoint.
+    identity_partner_url: str | None = None
 
 
 class TokenStore:
