@@ -159,7 +159,13 @@ def test_token_key():
 def test_trusted_hosts():
     assert load(SF_TRUSTED_HOSTS="api.example.com, .corp.example").trusted_hosts == (
         "api.example.com", ".corp.example")
-    refused("SF_TRUSTED_HOSTS", SF_TRUSTED_HOSTS="https://api.example.com/")
+    # A port may be named; without one an entry means the https port, 443.
+    assert load(SF_TRUSTED_HOSTS="gw.example.com:8443 .corp.example:9443").trusted_hosts == (
+        "gw.example.com:8443", ".corp.example:9443")
+    for bad in ("https://api.example.com/", "api.example.com:0", "api.example.com:70000",
+                "api.example.com:", "user@api.example.com", "api.example.com\\x",
+                "api.example.com/x", "api%2Eexample.com"):
+        refused("SF_TRUSTED_HOSTS", SF_TRUSTED_HOSTS=bad)
 
 
 def test_unknown_env_is_refused():
