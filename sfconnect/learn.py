@@ -23,9 +23,9 @@ from markupsafe import Markup
 from . import diagram, har, rest, trace
 from .errors import SalesforceFault
 from .http import token_gate
-from .settings import Settings, is_loopback
+from .settings import Settings
 from .tokens import Connection, TokenSet, call_with_session, with_session_tokens
-from .trust import SALESFORCE_DOMAINS
+from .trust import SALESFORCE_DOMAINS, is_loopback
 
 bp = Blueprint("learn", __name__)
 

@@ -6,7 +6,6 @@ once and raises `ConfigError` naming the variable at fault: a bad start stops wi
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import re
 import runpy
@@ -20,6 +19,9 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from dotenv import dotenv_values
+
+from .errors import UntrustedHost
+from .trust import is_loopback, target_of
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "config"
@@ -108,19 +110,6 @@ class Settings:
         if not key:
             return self.login_hosts[0]
         return next((host for host in self.login_hosts if host.key == key), None)
-
-
-def is_loopback(hostname: str | None) -> bool:
-    """True for localhost and loopback addresses, where plain http is allowed."""
-    if not hostname:
-        return False
-    hostname = hostname.lower().strip("[]")
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
 
 
 def raw_settings(overrides: Mapping[str, object] | None = None,
@@ -256,8 +245,11 @@ def _origin(variable: str, value: str) -> str:
                           f"not {value!r}")
     try:
         port = parts.port
+        target_of(value)  # the host as the sender reads it, by the gate's strict grammar
     except ValueError:
         raise ConfigError(variable, f"has a bad port: {value!r}") from None
+    except UntrustedHost:
+        raise ConfigError(variable, f"is not a well-formed origin: {value!r}") from None
     host = parts.hostname.lower()
     if ":" in host:
         host = f"[{host}]"

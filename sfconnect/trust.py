@@ -23,7 +23,6 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from .errors import UntrustedHost
-from .settings import is_loopback
 
 # Hosts under these domains are Salesforce's own; the token may go there (https, port 443).
 SALESFORCE_DOMAINS = (
@@ -39,6 +38,19 @@ _ORIGIN = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?(?=[/?#]|$)", re.IGNORECASE)
 _PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
 _LISTED = re.compile(rf"^(?P<host>\.?{_LABEL}(?:\.{_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?$")
+
+
+def is_loopback(hostname: str | None) -> bool:
+    """True for localhost and loopback addresses, where plain http is allowed."""
+    if not hostname:
+        return False
+    hostname = hostname.lower().strip("[]")
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

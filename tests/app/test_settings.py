@@ -84,6 +84,12 @@ def test_required_client_credentials():
     "https://login.salesforce.com?x=1",
     "https://login.salesforce.com:99999",
     "",
+    # Hosts the gate's grammar refuses: the token must never go to a host read two ways.
+    "https://attacker.example\\.salesforce.com",
+    "https://attacker.example%2F.salesforce.com",
+    "https://login.salesforce.com.",
+    "https://b\u00fccher.salesforce.com",
+    "https://login salesforce.com",
 ])
 def test_login_url_refused(url):
     refused("SF_LOGIN_URL", SF_LOGIN_URL=url)
