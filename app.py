@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
+import sys
 
 from dotenv import load_dotenv
 
@@ -99,6 +101,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--org-port", type=int, default=5001, help="port of the local org")
     args = parser.parse_args()
+    # SIGTERM (docker stop, systemd, kill) exits like Ctrl+C does: atexit handlers run, and the
+    # demo JWT key file is removed.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
     load_dotenv()
     settings: dict[str, str] = {}

@@ -17,7 +17,7 @@ from flask.sessions import SessionMixin
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
-from . import exports, learn, steps, views
+from . import crosssite, exports, learn, steps, views
 from . import oauth as oauth_flow
 from .http import token_gate
 from .redaction import install_log_redaction
@@ -71,6 +71,7 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     app.before_request_funcs.setdefault(None, []).insert(0, _require_store)
     for error in (StoreUnavailable, *store_errors):
         app.register_error_handler(error, _store_unavailable)
+    crosssite.init_app(app)  # before the blueprints' hooks: another site's GET calls nothing
 
     from .partner import PartnerClient  # the SOAP client: built once, shared by all threads
 
@@ -211,9 +212,14 @@ def _security_headers(config: Settings) -> Callable[[Response], Response]:
     policy = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
               f"form-action 'self' {form_targets}")
+    # HSTS only where browsers reach the app over https in production: sent over plain http (a
+    # developer's localhost) it would pin https on a host that cannot serve it.
+    hsts = config.env == "production" and config.secure_cookies
 
     def add(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = policy
+        if hsts:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
