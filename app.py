@@ -15,8 +15,8 @@ import sys
 from dotenv import load_dotenv
 
 import sfconnect
+from sfconnect.settings import raw_settings
 
-DEFAULT_REDIRECT_URI = "http://localhost:5000/oauth/callback"
 DEMO_USER = ("admin@devorg.local", "Welcome1!")  # a seeded user of the local org
 
 
@@ -81,7 +81,7 @@ def create_app():  # noqa: ANN201 - a Flask app
     settings: dict[str, str] = {}
     demo = None
     if not os.environ.get("SF_CLIENT_ID"):
-        redirect_uri = os.environ.get("SF_REDIRECT_URI", DEFAULT_REDIRECT_URI)
+        redirect_uri = raw_settings()["SF_REDIRECT_URI"]
         local, org = _start_local_org(redirect_uri, "127.0.0.1", 0, quiet=True)
         settings.update(local)
         admin = org.data.user_by_username(DEMO_USER[0])
@@ -108,7 +108,7 @@ def main() -> None:
     load_dotenv()
     settings: dict[str, str] = {}
     if not os.environ.get("SF_CLIENT_ID"):
-        redirect_uri = os.environ.get("SF_REDIRECT_URI", DEFAULT_REDIRECT_URI)
+        redirect_uri = raw_settings()["SF_REDIRECT_URI"]
         settings.update(start_local_org(redirect_uri, port=args.org_port))
         settings.setdefault("ENV", os.environ.get("ENV", "development"))
     app = sfconnect.create_app(settings)

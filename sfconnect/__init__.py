@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     install_log_redaction()
     app = Flask(__name__, template_folder=str(REPO / "templates"),
                 static_folder=str(REPO / "static"))
+    if config.session_file_dir is None:  # the default: the app's own instance folder
+        config = replace(config, session_file_dir=str(Path(app.instance_path) / "sessions"))
     app.config.update(
         SECRET_KEY=config.secret_key,
         TESTING=config.env == "testing",

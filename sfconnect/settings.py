@@ -74,20 +74,20 @@ class Settings:
     login_hosts: tuple[LoginHost, ...]
     client_id: str
     client_secret: str = field(repr=False)
-    redirect_uri: str = "http://localhost:5000/oauth/callback"
-    scopes: str = "api refresh_token"
-    api_version: str | None = None
-    partner_wsdl: str = str(DEFAULT_WSDL)
-    trusted_hosts: tuple[str, ...] = ()
-    token_key: bytes = field(default=b"", repr=False)
-    session_type: str = "filesystem"
-    session_file_dir: str = "instance/sessions"
-    redis_url: str | None = None
-    session_lifetime: int = 28800
-    http_timeout: float = 30.0
-    jwt_key_file: str | None = None  # `flask sf token --flow jwt`: the signing key (PEM)
-    username: str | None = None  # ... and the user it signs in as
-    secret_key_generated: bool = False
+    redirect_uri: str
+    scopes: str
+    api_version: str | None
+    partner_wsdl: str
+    trusted_hosts: tuple[str, ...]
+    token_key: bytes = field(repr=False)
+    session_type: str
+    session_file_dir: str | None  # None: the app's instance folder (create_app fills it in)
+    redis_url: str | None
+    session_lifetime: int
+    http_timeout: float
+    jwt_key_file: str | None  # `flask sf token --flow jwt`: the signing key (PEM)
+    username: str | None  # ... and the user it signs in as
+    secret_key_generated: bool
 
     @property
     def http_timeouts(self) -> tuple[float, float]:
@@ -144,10 +144,10 @@ def load_settings(overrides: Mapping[str, object] | None = None,
     raw = raw_settings(overrides, environ, dotenv_path)
     env = raw["ENV"]
 
-    secret_key = raw.get("SECRET_KEY", "")
+    secret_key = raw["SECRET_KEY"]
     generated = False
     if not secret_key:
-        if raw.get("REQUIRE_SECRET_KEY", "False") == "True":
+        if raw["REQUIRE_SECRET_KEY"] == "True":
             raise ConfigError("SECRET_KEY", f"is required when ENV={env}; set it to a long "
                               "random string (python -c 'import secrets; "
                               "print(secrets.token_hex(32))')")
@@ -155,27 +155,27 @@ def load_settings(overrides: Mapping[str, object] | None = None,
     elif env == "production" and len(secret_key) < 32:
         raise ConfigError("SECRET_KEY", "must be at least 32 characters long in production")
 
-    login_url = _origin("SF_LOGIN_URL", raw.get("SF_LOGIN_URL", ""))
-    client_id = raw.get("SF_CLIENT_ID", "")
+    login_url = _origin("SF_LOGIN_URL", raw["SF_LOGIN_URL"])
+    client_id = raw["SF_CLIENT_ID"]
     if not client_id:
         raise ConfigError("SF_CLIENT_ID", "is required: the consumer key of your External "
                           "Client App (or run app.py without it to use the local org)")
-    client_secret = raw.get("SF_CLIENT_SECRET", "")
+    client_secret = raw["SF_CLIENT_SECRET"]
     if not client_secret:
         raise ConfigError("SF_CLIENT_SECRET", "is required: the consumer secret of your "
                           "External Client App")
 
-    session_type = raw.get("SESSION_TYPE", "filesystem").lower()
+    session_type = raw["SESSION_TYPE"].lower()
     if session_type not in ("filesystem", "redis"):
         raise ConfigError("SESSION_TYPE", f"must be 'filesystem' or 'redis', not {session_type!r}")
-    redis_url = raw.get("REDIS_URL") or None
+    redis_url = raw["REDIS_URL"] or None
     if session_type == "redis":
         if not redis_url:
             raise ConfigError("REDIS_URL", "is required when SESSION_TYPE=redis")
         if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
 
-    token_key = raw.get("SF_TOKEN_KEY", "")
+    token_key = raw["SF_TOKEN_KEY"]
     if token_key:
         try:
             Fernet(token_key.encode())
@@ -186,33 +186,34 @@ def load_settings(overrides: Mapping[str, object] | None = None,
     else:
         key_bytes = derive_token_key(secret_key)
 
-    lifetime = raw.get("SESSION_LIFETIME", "28800")
+    lifetime = raw["SESSION_LIFETIME"]
     if not lifetime.isdigit() or int(lifetime) <= 0:
         raise ConfigError("SESSION_LIFETIME", "must be a positive number of seconds")
 
-    http_timeout = _http_timeout(raw.get("SF_HTTP_TIMEOUT", "30"))
+    http_timeout = _http_timeout(raw["SF_HTTP_TIMEOUT"])
 
     return Settings(
         env=env,
         secret_key=secret_key,
         secret_key_generated=generated,
         login_url=login_url,
-        login_hosts=_login_hosts(login_url, raw.get("SF_LOGIN_HOSTS", "")),
+        login_hosts=_login_hosts(login_url, raw["SF_LOGIN_HOSTS"]),
         client_id=client_id,
         client_secret=client_secret,
-        redirect_uri=_redirect_uri(raw.get("SF_REDIRECT_URI", "")),
-        scopes=_scopes(raw.get("SF_SCOPES", "")),
-        api_version=_api_version(raw.get("SF_API_VERSION", "")),
-        partner_wsdl=_partner_wsdl(raw.get("SF_PARTNER_WSDL", "")),
-        trusted_hosts=_trusted_hosts(raw.get("SF_TRUSTED_HOSTS", "")),
+        redirect_uri=_redirect_uri(raw["SF_REDIRECT_URI"]),
+        scopes=_scopes(raw["SF_SCOPES"]),
+        api_version=_api_version(raw["SF_API_VERSION"]),
+        partner_wsdl=_partner_wsdl(raw["SF_PARTNER_WSDL"]),
+        trusted_hosts=_trusted_hosts(raw["SF_TRUSTED_HOSTS"]),
         token_key=key_bytes,
         session_type=session_type,
-        session_file_dir=str(Path(raw.get("SESSION_FILE_DIR") or "instance/sessions").resolve()),
+        session_file_dir=(str(Path(raw["SESSION_FILE_DIR"]).resolve())
+                          if raw["SESSION_FILE_DIR"] else None),
         redis_url=redis_url,
         session_lifetime=int(lifetime),
         http_timeout=http_timeout,
-        jwt_key_file=raw.get("SF_JWT_KEY_FILE") or None,
-        username=raw.get("SF_USERNAME") or None,
+        jwt_key_file=raw["SF_JWT_KEY_FILE"] or None,
+        username=raw["SF_USERNAME"] or None,
     )
 
 
