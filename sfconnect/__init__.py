@@ -13,13 +13,14 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, Response, current_app, jsonify, render_template, request, session
+from flask import Flask, Response, current_app, request, session
 from flask.sessions import SessionMixin
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
 from . import crosssite, exports, learn, steps, views
 from . import oauth as oauth_flow
+from .errors import error_page, json_error
 from .http import token_gate
 from .redaction import install_log_redaction
 from .settings import ConfigError, Settings, load_settings
@@ -195,12 +196,8 @@ def _store_unavailable(error: Exception):  # noqa: ANN202
     message = ("The app cannot reach its session store right now, so it cannot tell who you "
                "are. Nothing was sent to Salesforce. Try again in a moment.")
     if request.path.startswith("/export."):
-        response = jsonify({"error": "SESSION_STORE_UNAVAILABLE", "message": message,
-                            "row": None, "column": None})
-        response.status_code = 503
-        return response
-    return render_template("error.html", title="Sessions are unavailable",
-                           code="session_store_unavailable", message=message, status=503), 503
+        return json_error(503, "SESSION_STORE_UNAVAILABLE", message, row=None, column=None)
+    return error_page(503, "session_store_unavailable", message, "Sessions are unavailable")
 
 
 def _page_context() -> dict[str, object]:

@@ -20,7 +20,6 @@ from flask import (
     Response,
     abort,
     current_app,
-    jsonify,
     make_response,
     redirect,
     render_template,
@@ -29,6 +28,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from . import workbench
+from .errors import json_error
 
 bp = Blueprint("crosssite", __name__)
 
@@ -55,12 +55,8 @@ def guard() -> Response | None:
     if request.endpoint not in GUARDED or not from_another_site():
         return None
     if request.endpoint in JSON_ENDPOINTS:
-        response = jsonify({"error": "CROSS_SITE_REQUEST",
-                            "message": "Another site asked for this; Salesforce was not called. "
-                                       "This endpoint answers only the app's own pages."})
-        response.status_code = 403
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return json_error(403, "CROSS_SITE_REQUEST", "Another site asked for this; Salesforce "
+                          "was not called. This endpoint answers only the app's own pages.")
     target = _target_of_request()
     # 200, not 403: nothing went wrong, the page is the answer (a question to the user, like a
     # sign-in page), and it offers the way on. no-store: never kept in place of the real answer.

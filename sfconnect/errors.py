@@ -1,5 +1,9 @@
-"""Errors a user or Salesforce can cause; each kind is turned into a page by one handler."""
+"""Errors a user or Salesforce can cause, and the two ways the app answers one: a page
+(`error_page`) or, for what scripts and downloads read, JSON with Salesforce's error code
+(`json_error`). Each kind of error is turned into one of them by one handler (sfconnect.views)."""
 from __future__ import annotations
+
+from flask import Response, jsonify, render_template
 
 
 class SalesforceFault(Exception):
@@ -58,3 +62,18 @@ class RedirectRefused(GateRefused):
         self.status = status
         self.location = location
         self.location_host = location_host
+
+
+def error_page(status: int, code: str, message: str,
+               title: str = "Something went wrong") -> tuple[str, int]:
+    """templates/error.html with the error's code and message, and `status`."""
+    return render_template("error.html", title=title, code=code, message=message,
+                           status=status), status
+
+
+def json_error(status: int, code: str, message: str, **extra: object) -> Response:
+    """`{"error": code, "message": message, ...extra}` with `status`, never cached."""
+    response = jsonify({"error": code, "message": message, **extra})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -34,7 +34,6 @@ from flask import (
     Response,
     copy_current_request_context,
     current_app,
-    jsonify,
     redirect,
     request,
     session,
@@ -43,7 +42,7 @@ from flask import (
 
 from . import records as records_module
 from . import trace, workbench
-from .errors import GateRefused, NotConnected, SalesforceFault, UpstreamError
+from .errors import GateRefused, NotConnected, SalesforceFault, UpstreamError, json_error
 from .partner import PartnerClient, QueryBatch
 
 bp = Blueprint("exports", __name__)
@@ -78,9 +77,8 @@ def _batch_size() -> int:
 
 def _error(code: str, message: str, status: int, row: int | None = None,
            column: int | None = None) -> Response:
-    response = jsonify({"error": code, "message": message, "row": row, "column": column})
-    response.status_code = status
-    return response
+    # Exports answer JSON with the fault's position, the shape the progress script reads.
+    return json_error(status, code, message, row=row, column=column)
 
 
 def _download_name(soql: str, first: QueryBatch, extension: str) -> str:

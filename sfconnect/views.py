@@ -33,6 +33,8 @@ from .errors import (
     SalesforceFault,
     UntrustedHost,
     UpstreamError,
+    error_page,
+    json_error,
 )
 from .oauth import MAX_SOQL
 from .tokens import Connection, call_with_session
@@ -192,13 +194,6 @@ def query():  # noqa: ANN201
     return response
 
 
-def _json_error(status: int, code: str, message: str):  # noqa: ANN202
-    response = jsonify({"error": code, "message": message})
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _describe_cache(connection: Connection) -> dict:
     # Keyed by who is connected, so a cache never outlives a change of user or org.
     owner = f"{connection.organization_id}/{connection.user_id}"
@@ -211,20 +206,20 @@ def _describe_cache(connection: Connection) -> dict:
 def _describe(connection: Connection | None, fetch: Callable[[str, str], object]):  # noqa: ANN202
     """Run a describe call for a JSON endpoint: errors become JSON, never a page."""
     if connection is None:
-        return None, _json_error(401, "NOT_CONNECTED", "Connect to Salesforce first.")
+        return None, json_error(401, "NOT_CONNECTED", "Connect to Salesforce first.")
     try:
         return call_with_session(fetch), None
     except NotConnected:
-        return None, _json_error(401, "NOT_CONNECTED", "Your Salesforce session has ended.")
+        return None, json_error(401, "NOT_CONNECTED", "Your Salesforce session has ended.")
     except InvalidSession as error:
-        return None, _json_error(502, error.code, error.message)
+        return None, json_error(502, error.code, error.message)
     except SalesforceFault as fault:
         status = 404 if fault.code == "INVALID_TYPE" else 400
-        return None, _json_error(status, fault.code, fault.message)
+        return None, json_error(status, fault.code, fault.message)
     except UpstreamError as error:
-        return None, _json_error(502, f"{error.service}_unavailable", error.detail)
+        return None, json_error(502, f"{error.service}_unavailable", error.detail)
     except GateRefused as error:
-        return None, _json_error(502, error.code, str(error))
+        return None, json_error(502, error.code, str(error))
 
 
 @bp.get("/describe")
@@ -248,7 +243,7 @@ def describe_global():  # noqa: ANN201
 def describe_sobject(sobject: str):  # noqa: ANN201
     """The fields and child relationships of one object (describeSObject); cached per session."""
     if not workbench.is_sobject_name(sobject):
-        return _json_error(404, "INVALID_TYPE", f"'{sobject}' is not an sObject name.")
+        return json_error(404, "INVALID_TYPE", f"'{sobject}' is not an sObject name.")
     connection = _connection()
     cache = _describe_cache(connection) if connection else None
     if cache and sobject.lower() in cache["objects"]:
@@ -292,11 +287,6 @@ def _has_exports() -> bool:
     return any(rule.rule == "/export.csv" for rule in current_app.url_map.iter_rules())
 
 
-def _error_page(status: int, code: str, message: str, title: str = "Something went wrong"):  # noqa: ANN202
-    return render_template("error.html", title=title, code=code, message=message,
-                           status=status), status
-
-
 def on_salesforce_fault(fault: SalesforceFault):  # noqa: ANN201
     """A SOQL fault: its code, message and row/column, the SOQL kept in the form; 400."""
     if request.endpoint == "views.query":
@@ -306,20 +296,20 @@ def on_salesforce_fault(fault: SalesforceFault):  # noqa: ANN201
                                         workbench.batch_size(request.args.get("batch")))
         return render_template("query.html", **_form_context(options), fault=fault,
                                table=None), 400
-    return _error_page(400, fault.code, fault.message, "Salesforce refused the request")
+    return error_page(400, fault.code, fault.message, "Salesforce refused the request")
 
 
 def on_invalid_session(error: InvalidSession):  # noqa: ANN201
     """INVALID_SESSION_ID even with a freshly refreshed token: an error, not a loop."""
     log.warning("session refused again after a refresh (%s)", error.code)
-    return _error_page(502, error.code, "Salesforce refused the session, even with a new "
+    return error_page(502, error.code, "Salesforce refused the session, even with a new "
                        "token: " + error.message, "Salesforce refused the session")
 
 
 def on_upstream_error(error: UpstreamError):  # noqa: ANN201
     """Salesforce unreachable, too slow or unreadable: 502 naming the service."""
     log.warning("upstream error from %s: %s", error.service, error.detail)
-    return _error_page(502, f"{error.service}_unavailable",
+    return error_page(502, f"{error.service}_unavailable",
                        f"Salesforce ({error.service}) could not be used: {error.detail}. "
                        "Try again in a moment.", "Salesforce is not answering")
 
@@ -337,7 +327,7 @@ def on_not_connected(error: NotConnected):  # noqa: ANN201
 def on_untrusted_host(error: UntrustedHost):  # noqa: ANN201
     """A URL that would carry the token somewhere untrusted: refused before any request."""
     log.warning("refused to send the token to an untrusted URL: %s", error.url)
-    return _error_page(502, "UNTRUSTED_HOST", f"Salesforce pointed this app at {error.url}, which "
+    return error_page(502, "UNTRUSTED_HOST", f"Salesforce pointed this app at {error.url}, which "
                        "is not a Salesforce host, the login host or the instance, nor listed in "
                        "SF_TRUSTED_HOSTS (and must be https unless it is loopback). The access "
                        "token was not sent there.", "Untrusted host refused")
@@ -348,7 +338,7 @@ def on_redirect_refused(error: RedirectRefused):  # noqa: ANN201
     log.warning("refused to follow HTTP %s from %s to %s", error.status, error.url,
                 error.location_host)
     target = error.location_host or "no host at all"
-    return _error_page(502, "REDIRECT_REFUSED", f"Salesforce answered HTTP {error.status}, "
+    return error_page(502, "REDIRECT_REFUSED", f"Salesforce answered HTTP {error.status}, "
                        f"redirecting the request to {target}. A request that carries your "
                        "access token is never sent on to a redirect's target (it would take the "
                        "token there, RFC 9700 §4.12), so nothing was sent to "
@@ -359,26 +349,26 @@ def on_redirect_refused(error: RedirectRefused):  # noqa: ANN201
 def on_oauth_error(error: OAuthError):  # noqa: ANN201
     """An OAuth protocol error (invalid_grant, invalid_signature ...): its code and description."""
     log.info("oauth error: %s", error.error)
-    return _error_page(400, error.error or "oauth_error", error.description or "",
+    return error_page(400, error.error or "oauth_error", error.description or "",
                        "Salesforce did not connect")
 
 
 def on_csrf_error(error: CSRFError):  # noqa: ANN201
     """A state-changing form without a valid csrf_token."""
-    return _error_page(400, "csrf_failed", f"{error.description} Reload the page and try again.",
+    return error_page(400, "csrf_failed", f"{error.description} Reload the page and try again.",
                        "Form expired or forged")
 
 
 def on_http_error(error: HTTPException):  # noqa: ANN201
     """404, 405, 400 ...: the same page, the status of the error."""
-    return _error_page(error.code or 500, error.name.lower().replace(" ", "_"),
+    return error_page(error.code or 500, error.name.lower().replace(" ", "_"),
                        error.description or "", error.name)
 
 
 def on_unexpected(error: Exception):  # noqa: ANN201
     """Anything else: logged (secrets masked by the log redaction), a plain page, no traceback."""
     log.exception("unhandled error: %s", type(error).__name__)
-    return _error_page(500, "internal_error", "The app hit an unexpected error. It was logged.")
+    return error_page(500, "internal_error", "The app hit an unexpected error. It was logged.")
 
 
 def init_app(app: Flask) -> None:
