@@ -64,6 +64,7 @@ class Suggestions {
   constructor(form, textarea) {
     this.textarea = textarea;
     this.list = document.getElementById("soql-suggestions");
+    this.status = document.getElementById("soql-suggestions-status");
     this.baseUrl = form.dataset.describeUrl;
     this.cache = new Map();
     this.items = [];
@@ -177,7 +178,7 @@ class Suggestions {
       return li;
     }));
     this.list.hidden = found.length === 0;
-    this.textarea.setAttribute("aria-expanded", String(found.length > 0));
+    this.announce(found.length === 1 ? "1 suggestion" : found.length ? `${found.length} suggestions` : "");
     this.highlight();
   }
 
@@ -206,8 +207,16 @@ class Suggestions {
       this.list.hidden = true;
       this.list.replaceChildren();
     }
-    this.textarea.setAttribute("aria-expanded", "false");
+    this.announce("");
     this.textarea.removeAttribute("aria-activedescendant");
+  }
+
+  // A textarea may not carry aria-expanded, so a status says that suggestions opened; it is
+  // written only when it changes, so typing does not repeat it.
+  announce(text) {
+    if (this.status && this.status.textContent !== text) {
+      this.status.textContent = text;
+    }
   }
 
   handleKey(event) {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from browser_fixtures import assert_accessible, watch_accessibility
 from playwright.sync_api import expect
 
 SOQL = "SELECT Name, Industry FROM Account ORDER BY Name LIMIT 5"
@@ -20,6 +21,7 @@ def _param(page, name: str):
 def test_step_by_step_from_connect_to_the_first_query(browser, start_app, local_org, artifacts):
     running = start_app(local_org)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    watch_accessibility(context)
     page = context.new_page()
     page.set_default_timeout(15_000)
     problems: list[str] = []
@@ -101,5 +103,6 @@ def test_step_by_step_from_connect_to_the_first_query(browser, start_app, local_
                      "step-5-results", "step-trace", "step-diagram"):
             assert (artifacts / f"{name}.png").stat().st_size > 5_000, name
         assert [p for p in problems if p.startswith(running.url)] == [], problems
+        assert_accessible(page)
     finally:
         context.close()

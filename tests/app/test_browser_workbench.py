@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from browser_fixtures import app_problems, sign_in
+from browser_fixtures import app_problems, assert_accessible, sign_in
 from conftest import module_org
 from conftest_flow import counters
 from playwright.sync_api import expect
@@ -40,6 +40,7 @@ def test_suggestions_export_with_progress_to_the_end(page, start_app, org, tmp_p
     field.press("o")
     expect(page.locator("#soql-suggestions")).to_contain_text("AccountId")
     expect(page.locator("#soql-suggestions")).to_contain_text("Account.")
+    assert_accessible(page)  # the page with its suggestions open, which no page load shows
     page.locator("#soql-suggestions li", has_text="Account.").first.click()
     expect(page.locator("#soql-suggestions")).to_contain_text("Name")
     field.press("Escape")
@@ -56,6 +57,7 @@ def test_suggestions_export_with_progress_to_the_end(page, start_app, org, tmp_p
     expect(page.locator(".export-status")).to_have_text(
         f"Done: {total:,} records saved as {download.suggested_filename}")
     assert page.locator("#export-bar").evaluate("el => [el.value, el.max]") == [total, total]
+    assert_accessible(page)  # with the export's progress shown
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
     assert len(saved.read_text(encoding="utf-8").splitlines()) == total + 1
