@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_fixtures import app_problems, sign_in
+from browser_fixtures import app_problems, assert_accessible, sign_in
 from playwright.sync_api import expect
 
 SOQL = "SELECT Name, Industry FROM Account ORDER BY Name LIMIT 5"
@@ -31,6 +31,9 @@ def test_trace_and_diagram_in_the_browser(page, start_app, local_org, artifacts)
     diagram = page.locator("#sequence-diagram svg")
     expect(diagram).to_be_visible()
     page.locator("details.trace-details").nth(2).evaluate("d => d.open = true")
+    # Opened, long bodies scroll: each must be a focusable, named region.
+    page.locator("details.trace-details").evaluate_all("ds => ds.forEach(d => d.open = true)")
+    assert_accessible(page)
     page.screenshot(path=str(artifacts / "learn-trace.png"), full_page=True)
     diagram.screenshot(path=str(artifacts / "learn-diagram.png"))
     assert (artifacts / "learn-trace.png").stat().st_size > 10_000
