@@ -6,11 +6,16 @@ the one-time `state` kept server-side by Flask-Session, the code exchange with c
 code_verifier. Authlib builds a fresh `OAuth2Session` (a requests.Session) for each call; ours
 (`_OutboundOAuth2Session`) hands every prepared request to the app's outbound "oauth" session from
 `sfconnect.http`, so token, refresh and revoke requests travel like every other outbound request.
+
+A browser session holds at most one token family alive: a new sign-in revokes the one it replaces,
+logout revokes it, and it ends with the session (a request notes the session's use on its token
+record; `tokens.ExpirySweeper` revokes the records of sessions that ended).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -19,6 +24,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from flask import (
     Blueprint,
     Flask,
+    Response,
     abort,
     current_app,
     flash,
@@ -33,7 +39,14 @@ from . import identity, steps
 from .errors import UpstreamError
 from .http import TokenGate, token_gate
 from .settings import LoginHost, Settings
-from .tokens import Connection, TokenService, TokenSet, verify_signature, with_session_tokens
+from .tokens import (
+    Connection,
+    ExpirySweeper,
+    TokenService,
+    TokenSet,
+    verify_signature,
+    with_session_tokens,
+)
 from .trust import TrustPolicy
 
 bp = Blueprint("oauth", __name__)
@@ -43,6 +56,11 @@ MAX_SOQL = 100_000
 # Far above any real state, code or error text (a Salesforce code is about 90 characters): a
 # longer one is refused before any lookup or token call, and the pending sign-in stays usable.
 MAX_CALLBACK_PARAM = 4096
+# When this browser session last noted its use on its token record (epoch seconds).
+TOUCHED_KEY = "sf_touched_at"
+# Salesforce's answers to revoking a token that is already invalid (e.g. an access token whose
+# refresh token was revoked just before): the token is dead, which is what revoking wants.
+ALREADY_INVALID = ("invalid_token", "unsupported_token_type")
 
 
 class _OutboundOAuth2Session(OAuth2Session):
@@ -116,12 +134,24 @@ class SalesforceOAuth:
                                              refresh_token=refresh_token, allow_redirects=False)
 
     def revoke(self, login_url: str, token: str) -> None:
-        """POST the token to /services/oauth2/revoke; raise UpstreamError when refused."""
+        """POST the token to /services/oauth2/revoke; UpstreamError unless it is dead now (200, or
+        Salesforce's 400 for a token that is already invalid)."""
         with upstream("oauth"):
             response = self.http.post(f"{login_url}/services/oauth2/revoke", data={"token": token},
                                       allow_redirects=False)
-        if response.status_code != 200:
-            raise UpstreamError("oauth", f"revoke answered HTTP {response.status_code}")
+        if response.status_code == 200:
+            return
+        if response.status_code == 400 and _oauth_error(response) in ALREADY_INVALID:
+            return
+        raise UpstreamError("oauth", f"revoke answered HTTP {response.status_code}")
+
+
+def _oauth_error(response: requests.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 @contextmanager
@@ -149,6 +179,9 @@ def init_app(app: Flask, settings: Settings, trust: TrustPolicy) -> SalesforceOA
     app.register_blueprint(bp)
     steps.on_continue(app, "token", _continue_token_request)
     steps.on_continue(app, "identity", _continue_identity_request)
+    app.extensions["sfconnect.sweeper"] = ExpirySweeper()
+    app.before_request(_note_connection_in_use)
+    app.after_request(_sweep_now_and_then)
     return oauth
 
 
@@ -158,6 +191,36 @@ def _oauth() -> SalesforceOAuth:
 
 def _settings() -> Settings:
     return current_app.extensions["sfconnect.settings"]
+
+
+def _tokens() -> TokenService:
+    return current_app.extensions["sfconnect.tokens"]
+
+
+def _note_connection_in_use() -> None:
+    """Each request extends the browser session; its token record's life is extended with it (one
+    store write every few minutes per session), so the expiry sweep never ends a live session's
+    token, and ends a dead session's."""
+    connection = Connection.from_session(session.get("sf"))
+    if connection is None:
+        return
+    vault = _tokens().vault
+    now = time.time()
+    touched = session.get(TOUCHED_KEY)
+    if isinstance(touched, int | float) and 0 <= now - touched < vault.touch_every_s:
+        return
+    vault.touch(connection.token_record)
+    session[TOUCHED_KEY] = now
+
+
+def _sweep_now_and_then(response: Response) -> Response:
+    """Once a minute per process, after this response has been sent: revoke and forget the token
+    records of browser sessions that ended."""
+    sweeper: ExpirySweeper = current_app.extensions["sfconnect.sweeper"]
+    if sweeper.due():
+        service = _tokens()
+        response.call_on_close(lambda: sweeper.sweep(service))
+    return response
 
 
 def _single(name: str, max_length: int | None = None) -> str | None:
@@ -233,32 +296,47 @@ def callback():  # noqa: ANN201
         token = client.authorize_access_token(allow_redirects=False)
     verify_signature(token, settings.client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
-    service: TokenService = current_app.extensions["sfconnect.tokens"]
     try:
         who = identity.fetch_identity(current_app.extensions["sfconnect.identity_http"], tokens)
     except Exception:
         # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
-        with suppress(UpstreamError, OAuthError):
-            _oauth().revoke(client.login_host.url, tokens.refresh_token or tokens.access_token)
+        _tokens().revoke_tokens(tokens)
         raise
-    return _signed_in(client.login_host.url, tokens, who, service.vault.create(tokens))
+    return _signed_in(client.login_host.url, tokens, who)
 
 
-def _signed_in(login_url: str, tokens: TokenSet, who: identity.Identity, record_id: str):  # noqa: ANN202
-    """Keep who signed in with their token record; back home with a new session id."""
-    service: TokenService = current_app.extensions["sfconnect.tokens"]
-    previous = Connection.from_session(session.get("sf"))
-    if previous is not None:
-        service.vault.delete(previous.token_record)
+def _signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa: ANN202
+               record_id: str | None = None):
+    """Keep who signed in with their token record (stored now unless `record_id` holds it
+    already); back home with a new session id. The connection it replaces is revoked first."""
+    service = _tokens()
+    _disconnect_previous(keep=record_id)
+    if record_id is None:
+        record_id = service.vault.create(tokens)
+    else:
+        service.vault.touch(record_id)  # its life counts from the sign-in, as a new record's
     session["sf"] = Connection(
         token_record=record_id, user_id=who.user_id, organization_id=who.organization_id,
         username=who.username, display_name=who.display_name, partner_url=who.partner_url,
         login_url=login_url, instance_url=tokens.instance_url,
     ).to_session()
+    session[TOUCHED_KEY] = time.time()
     soql = session.pop("pending_soql", None)
     # A new session id at sign-in: an id planted before it (session fixation) is now worthless.
     current_app.session_interface.regenerate(session)
     return redirect(url_for("views.index", q=soql) if soql else url_for("views.index"))
+
+
+def _disconnect_previous(keep: str | None = None) -> None:
+    """Revoke the connection this browser session holds (unless its record is `keep`): a new
+    sign-in replaces it, and a replaced token family must not stay alive."""
+    previous = Connection.from_session(session.pop("sf", None))
+    if previous is None or previous.token_record == keep:
+        return
+    if not _tokens().disconnect(previous.token_record):
+        flash("Salesforce could not be reached to revoke the token of your previous sign-in. It "
+              "will expire on its own; you can also revoke it in Salesforce (Settings → Connected "
+              "Apps OAuth Usage).", "warning")
 
 
 def _continue_token_request(data: dict):  # noqa: ANN202
@@ -275,15 +353,15 @@ def _continue_token_request(data: dict):  # noqa: ANN202
                                           allow_redirects=False, **params)
     verify_signature(token, _settings().client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
-    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    _disconnect_previous()  # the new family is stored now: the one it replaces is revoked first
     steps.pause("identity", {"login": client.login_host.url,
-                             "token_record": service.vault.create(tokens)})
+                             "token_record": _tokens().vault.create(tokens)})
     return redirect(url_for("steps.show"), code=303)
 
 
 def _continue_identity_request(data: dict):  # noqa: ANN202
     """Step-by-step mode, Continue on the identity call: meet the user, finish signing in."""
-    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    service = _tokens()
     record_id = str(data.get("token_record") or "")
     stored = service.vault.load(record_id)
     if stored is None:
@@ -306,12 +384,12 @@ def refresh_identity():  # noqa: ANN201
     expired meanwhile costs one refresh grant, then the identity call is made once more.
     """
     http = current_app.extensions["sfconnect.identity_http"]
-    service: TokenService = current_app.extensions["sfconnect.tokens"]
     connection, who = with_session_tokens(lambda connection, tokens: (
         connection, identity.fetch_identity(http, tokens)))
     if (who.user_id, who.organization_id) != (connection.user_id, connection.organization_id):
-        # The record's token belongs to someone else: nothing about this session can be trusted.
-        service.vault.delete(connection.token_record)
+        # The record's token belongs to someone else: nothing about this session can be trusted,
+        # and that token is revoked, not left alive.
+        _tokens().disconnect(connection.token_record)
         session.clear()
         abort(409, description="The identity service answered for another user than the one "
               "signed in here; you were signed out. Connect again.")
@@ -336,8 +414,7 @@ def logout():  # noqa: ANN201
     connection = Connection.from_session(session.get("sf"))
     revoked = True
     if connection is not None:
-        service: TokenService = current_app.extensions["sfconnect.tokens"]
-        revoked = service.disconnect(connection.token_record)
+        revoked = _tokens().disconnect(connection.token_record)
     step_mode = steps.is_on()
     steps.set_mode(False)  # a sign-in paused after its token exchange: its tokens are revoked
     session.clear()

@@ -15,6 +15,14 @@ Single-flight: one refresh grant per record however many requests find the sessi
 once. Within a process a striped thread lock; across processes the store's own lock (a file lock
 beside the records for the filesystem store, a redis-py Lock with a timeout for Redis); then a
 re-read of the record: a waiter whose version is stale takes the tokens the winner stored.
+
+No token family is dropped alive: whatever replaces or forgets a record (log out, a new sign-in, a
+failed refresh) also revokes its refresh token, then its access token. A record also ends with
+its browser session: it carries a logical expiry (the session lifetime after its last use, noted at
+most every TOUCH_EVERY_S), is kept KEEP_AFTER_EXPIRY_S longer, and a sweep (`ExpirySweeper`, at
+most once a minute per process, after a response) claims ended records in an expiry index
+(`FileExpiryIndex`, `RedisExpiryIndex`), revokes their tokens and deletes them; a claim succeeds in
+one process only.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -48,6 +57,16 @@ DEAD_GRANT_ERRORS = ("invalid_grant", "invalid_client", "unauthorized_client", "
                      "inactive_org")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 _LOCK_STRIPES = 64
+# A token record's use is noted (a store write) at most this often per browser session; its
+# logical expiry is the session lifetime plus this after the last note, so it never ends before
+# the browser session it belongs to.
+TOUCH_EVERY_S = 300
+# How long a record is kept after its logical expiry, so that a sweep still finds it (to revoke its
+# tokens) after the app had no request for a while.
+KEEP_AFTER_EXPIRY_S = 86_400
+SWEEP_EVERY_S = 60
+SWEEP_BATCH = 100  # records per sweep: one sweep never holds a worker thread for long
+log = logging.getLogger(__name__)
 
 
 class StoreUnavailable(Exception):
@@ -195,8 +214,9 @@ class FileTokenStore:
             return None
         return int(document["version"]), document["fernet"].encode()
 
-    def _write(self, record_id: str, version: int, ciphertext: bytes) -> None:
-        document = {"version": version, "expires_at": time.time() + self.ttl_s,
+    def _write(self, record_id: str, version: int, ciphertext: bytes,
+               ttl_s: int | None = None) -> None:
+        document = {"version": version, "expires_at": time.time() + (ttl_s or self.ttl_s),
                     "fernet": ciphertext.decode()}
         fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
         try:
@@ -208,19 +228,29 @@ class FileTokenStore:
                 os.unlink(temp)
             raise
 
-    def create(self, record_id: str, ciphertext: bytes) -> None:
-        """Write version 1 of a new record."""
+    def create(self, record_id: str, ciphertext: bytes, ttl_s: int | None = None) -> None:
+        """Write version 1 of a new record, kept `ttl_s` (default: the store's ttl_s)."""
         with self._locked():
-            self._write(record_id, 1, ciphertext)
+            self._write(record_id, 1, ciphertext, ttl_s)
 
-    def replace(self, record_id: str, expected_version: int, ciphertext: bytes) -> int | None:
+    def replace(self, record_id: str, expected_version: int, ciphertext: bytes,
+                ttl_s: int | None = None) -> int | None:
         """Write the next version if the record is still at `expected_version`; else None."""
         with self._locked():
             current = self.read(record_id)
             if current is None or current[0] != expected_version:
                 return None
-            self._write(record_id, expected_version + 1, ciphertext)
+            self._write(record_id, expected_version + 1, ciphertext, ttl_s)
             return expected_version + 1
+
+    def touch(self, record_id: str, ttl_s: int | None = None) -> bool:
+        """Keep the record `ttl_s` more from now, version unchanged; False when it is gone."""
+        with self._locked():
+            current = self.read(record_id)
+            if current is None:
+                return False
+            self._write(record_id, current[0], current[1], ttl_s)
+            return True
 
     def delete(self, record_id: str) -> None:
         """Remove the record if it exists."""
@@ -281,36 +311,152 @@ class RedisTokenStore:
             return None
         return int(version), bytes(ciphertext)
 
-    def create(self, record_id: str, ciphertext: bytes) -> None:
-        """Write version 1 of a new record."""
+    def create(self, record_id: str, ciphertext: bytes, ttl_s: int | None = None) -> None:
+        """Write version 1 of a new record, kept `ttl_s` (default: the store's ttl_s)."""
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(record_id), mapping={"version": 1, "fernet": ciphertext})
-            pipe.expire(self._key(record_id), self.ttl_s)
+            pipe.expire(self._key(record_id), ttl_s or self.ttl_s)
             pipe.execute()
 
-    def replace(self, record_id: str, expected_version: int, ciphertext: bytes) -> int | None:
+    def replace(self, record_id: str, expected_version: int, ciphertext: bytes,
+                ttl_s: int | None = None) -> int | None:
         """Write the next version if the record is still at `expected_version`; else None."""
         result = self._replace(keys=[self._key(record_id)],
-                               args=[expected_version, ciphertext, self.ttl_s])
+                               args=[expected_version, ciphertext, ttl_s or self.ttl_s])
         return int(result) if result is not None else None
+
+    def touch(self, record_id: str, ttl_s: int | None = None) -> bool:
+        """Keep the record `ttl_s` more from now, version unchanged; False when it is gone."""
+        return bool(self.client.expire(self._key(record_id), ttl_s or self.ttl_s))
 
     def delete(self, record_id: str) -> None:
         """Remove the record if it exists."""
         self.client.delete(self._key(record_id))
 
 
-class TokenVault:
-    """Encrypts token sets into records of a store (file or Redis) and reads them back."""
+class FileExpiryIndex:
+    """When each token record's browser session ends, as files: one empty file per record whose
+    modification time is that moment. Noting a use is one utime; a sweep claims an ended record by
+    unlinking its file, which succeeds in exactly one of the processes sharing the directory."""
 
-    def __init__(self, store: FileTokenStore | RedisTokenStore, key: bytes) -> None:
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _path(self, record_id: str) -> Path:
+        if not _RECORD_ID.match(record_id):
+            raise ValueError("malformed token record id")
+        return self.directory / record_id
+
+    def set(self, record_id: str, expires_at: float) -> None:
+        """Note that the record's session ends at `expires_at` (epoch seconds)."""
+        path = self._path(record_id)
+        try:
+            os.utime(path, (expires_at, expires_at))
+        except FileNotFoundError:
+            # A new file gets its time before it is visible, so no sweep sees it "ended now".
+            fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+            os.close(fd)
+            os.utime(temp, (expires_at, expires_at))
+            os.replace(temp, path)
+
+    def forget(self, record_id: str) -> None:
+        """Drop the record from the index."""
+        with contextlib.suppress(FileNotFoundError):
+            self._path(record_id).unlink()
+
+    def claim(self, now: float, limit: int) -> list[str]:
+        """Take (remove) up to `limit` records whose session ended by `now`; each id is returned
+        to one caller only, in whichever process."""
+        claimed: list[str] = []
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if len(claimed) >= limit:
+                    break
+                if not _RECORD_ID.match(entry.name):
+                    continue  # a temp file
+                try:
+                    if entry.stat().st_mtime > now:
+                        continue
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue  # another process claimed it first
+                claimed.append(entry.name)
+        return claimed
+
+
+_REDIS_CLAIM = """
+local ended = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #ended > 0 then redis.call('ZREM', KEYS[1], unpack(ended)) end
+return ended
+"""
+
+
+class RedisExpiryIndex:
+    """When each token record's browser session ends, as one Redis sorted set (score: that moment).
+    A sweep claims ended records with one script (range and remove at once), so each id goes to
+    one of the processes sharing this Redis."""
+
+    def __init__(self, client, key: str) -> None:  # noqa: ANN001
+        self.client = client
+        self.key = key
+        self._claim = client.register_script(_REDIS_CLAIM)
+
+    def set(self, record_id: str, expires_at: float) -> None:
+        """Note that the record's session ends at `expires_at` (epoch seconds)."""
+        self.client.zadd(self.key, {record_id: expires_at})
+
+    def forget(self, record_id: str) -> None:
+        """Drop the record from the index."""
+        self.client.zrem(self.key, record_id)
+
+    def claim(self, now: float, limit: int) -> list[str]:
+        """Take (remove) up to `limit` records whose session ended by `now`."""
+        return [bytes(found).decode() for found in self._claim(keys=[self.key], args=[now, limit])]
+
+
+def expiry_index_for(store: FileTokenStore | RedisTokenStore) -> FileExpiryIndex | RedisExpiryIndex:
+    """The expiry index beside a token store, on the same backend."""
+    if isinstance(store, RedisTokenStore):
+        return RedisExpiryIndex(store.client, store.prefix.rstrip(":") + "-expiry")
+    return FileExpiryIndex(store.directory / "expiry")
+
+
+class TokenVault:
+    """Encrypts token sets into records of a store (file or Redis) and reads them back; notes in
+    an expiry index when each record's browser session ends."""
+
+    def __init__(self, store: FileTokenStore | RedisTokenStore, key: bytes,
+                 lifetime_s: int | None = None,
+                 expiry: FileExpiryIndex | RedisExpiryIndex | None = None) -> None:
         self.store = store
         self._fernet = Fernet(key)
+        # The browser session's lifetime (the store is built with it).
+        self.lifetime_s = lifetime_s or store.ttl_s
+        self.expiry = expiry or expiry_index_for(store)
+        self.touch_every_s = TOUCH_EVERY_S
+        # Kept past the logical expiry, so that a sweep still finds the tokens to revoke.
+        self._keep_s = self.lifetime_s + TOUCH_EVERY_S + KEEP_AFTER_EXPIRY_S
+
+    def _ends_at(self) -> float:
+        return time.time() + self.lifetime_s + self.touch_every_s
 
     def create(self, tokens: TokenSet) -> str:
         """Store a new record; return its id (for the session)."""
         record_id = secrets.token_urlsafe(32)
-        self.store.create(record_id, self._encrypt(tokens))
+        # Indexed first: a record that exists is always one a sweep can find.
+        self.expiry.set(record_id, self._ends_at())
+        self.store.create(record_id, self._encrypt(tokens), ttl_s=self._keep_s)
         return record_id
+
+    def touch(self, record_id: str | None) -> bool:
+        """The record's browser session is in use: its life counts from now. False when gone."""
+        if not record_id or not _RECORD_ID.match(record_id):
+            return False
+        if not self.store.touch(record_id, ttl_s=self._keep_s):
+            return False
+        self.expiry.set(record_id, self._ends_at())
+        return True
 
     def load(self, record_id: str | None) -> StoredTokens | None:
         """The record's tokens, or None when absent, expired or unreadable with our key."""
@@ -328,12 +474,24 @@ class TokenVault:
 
     def replace(self, record_id: str, expected_version: int, tokens: TokenSet) -> int | None:
         """Compare-and-set: the new version, or None when someone else wrote first."""
-        return self.store.replace(record_id, expected_version, self._encrypt(tokens))
+        return self.store.replace(record_id, expected_version, self._encrypt(tokens),
+                                  ttl_s=self._keep_s)
 
     def delete(self, record_id: str | None) -> None:
-        """Forget a record."""
+        """Forget a record (whoever calls this revokes its tokens: see TokenService)."""
         if record_id and _RECORD_ID.match(record_id):
             self.store.delete(record_id)
+            self.expiry.forget(record_id)
+
+    def claim_expired(self, now: float, limit: int) -> list[str]:
+        """Ids of up to `limit` records whose browser session ended by `now`, each claimed by one
+        caller only (in whichever process); the caller revokes and deletes them or `release`s."""
+        return self.expiry.claim(now, limit)
+
+    def release(self, record_ids: list[str], ended_at: float) -> None:
+        """Give claimed records back to the index, for the next sweep to claim."""
+        for record_id in record_ids:
+            self.expiry.set(record_id, ended_at)
 
     def _encrypt(self, tokens: TokenSet) -> bytes:
         return self._fernet.encrypt(json.dumps(asdict(tokens)).encode())
@@ -368,7 +526,8 @@ class Connection:
 
 
 class TokenService:
-    """Calls with the user's token, refreshing once when the session is dead; revokes at logout."""
+    """Calls with the user's token, refreshing once when the session is dead; revokes the tokens
+    of every record it forgets (log out, a replaced sign-in, a dead grant, an ended session)."""
 
     def __init__(self, vault: TokenVault, trust: TrustPolicy, client_secret: str,
                  refresh: Callable[[str, str], Mapping[str, object]],
@@ -429,7 +588,8 @@ class TokenService:
             return current.tokens  # another request refreshed while we waited
         tokens = current.tokens
         if not tokens.refresh_token:
-            self.vault.delete(record_id)
+            # The access token was refused, yet may answer elsewhere: revoked, not just dropped.
+            self._forget(record_id, tokens)
             raise NotConnected("Your Salesforce session has expired and this app holds no "
                                "refresh token (scope refresh_token). Connect again.")
         self.trust.check(tokens.login_url)
@@ -437,7 +597,8 @@ class TokenService:
             response = self._refresh(tokens.login_url, tokens.refresh_token)
         except OAuthError as error:
             if error.error in DEAD_GRANT_ERRORS:
-                self.vault.delete(record_id)
+                # The grant is gone, but its last access token may still be alive until it expires.
+                self._forget(record_id, tokens)
                 raise NotConnected("Your Salesforce session has ended "
                                    f"({error.error}). Connect again.") from None
             raise
@@ -452,21 +613,80 @@ class TokenService:
         return fresh
 
     def disconnect(self, record_id: str | None) -> bool:
-        """Revoke the refresh token (or the access token) and forget the record.
+        """Forget the record and revoke its tokens (refresh token, then access token).
 
-        Returns False when Salesforce could not revoke; the record is forgotten either way.
+        Returns False when a revocation could not be done; the record is forgotten either way.
         """
         stored = self.vault.load(record_id)
-        self.vault.delete(record_id)
         if stored is None:
+            self.vault.delete(record_id)
             return True
-        tokens = stored.tokens
+        return self._forget(record_id, stored.tokens)
+
+    def _forget(self, record_id: str, tokens: TokenSet) -> bool:
+        # Deleted first: no request picks up tokens that are being revoked.
+        self.vault.delete(record_id)
+        return self.revoke_tokens(tokens)
+
+    def revoke_tokens(self, tokens: TokenSet) -> bool:
+        """Revoke the refresh token (Salesforce ends its whole family with it), then the access
+        token (in case the first could not be revoked, or there is none). Each is best effort;
+        False when either could not be revoked."""
+        revoked = True
+        for token in (tokens.refresh_token, tokens.access_token):
+            if not token:
+                continue
+            try:
+                self.trust.check(tokens.login_url)
+                self._revoke(tokens.login_url, token)
+            except (UpstreamError, GateRefused, OAuthError):
+                revoked = False
+        return revoked
+
+    def sweep_expired(self, now: float | None = None, limit: int = SWEEP_BATCH) -> int:
+        """Revoke and forget the token records whose browser session ended by `now` (default:
+        the current time), at most `limit` of them; how many were swept. Safe to run in several
+        processes at once: each record is claimed by one. A record whose tokens could not be
+        revoked is forgotten all the same (as at log out), and the sweep stops there."""
+        now = time.time() if now is None else now
+        claimed = self.vault.claim_expired(now, limit)
+        for done, record_id in enumerate(claimed, start=1):
+            if not self.disconnect(record_id):
+                log.warning("the tokens of an ended session could not be revoked")
+                # Most likely Salesforce is unreachable: the rest wait for the next sweep rather
+                # than each wait for its timeouts now.
+                self.vault.release(claimed[done:], now)
+                return done
+        return len(claimed)
+
+
+class ExpirySweeper:
+    """Decides when this process sweeps ended token records: at most once every `every_s`, after
+    a response has been sent, so that no page waits for Salesforce's revoke endpoint."""
+
+    def __init__(self, every_s: float = SWEEP_EVERY_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def due(self) -> bool:
+        """True once per interval (the caller then runs `sweep`); False otherwise."""
+        now = self.clock()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.every_s
+            return True
+
+    def sweep(self, service: TokenService) -> int:
+        """Run one sweep; a failure (store or Salesforce unreachable) is logged, never raised."""
         try:
-            self.trust.check(tokens.login_url)
-            self._revoke(tokens.login_url, tokens.refresh_token or tokens.access_token)
-        except (UpstreamError, GateRefused, OAuthError):
-            return False
-        return True
+            return service.sweep_expired(self.clock())
+        except Exception as error:  # noqa: BLE001 - runs after the response, nobody to raise to
+            log.warning("sweeping ended token records failed: %s", type(error).__name__)
+            return 0
 
 
 def call_with_session(call: Callable[[str, str], T]) -> T:

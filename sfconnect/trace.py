@@ -108,8 +108,10 @@ STEPS: dict[str, str] = {
         "§6, Salesforce's \"OAuth 2.0 Refresh Token Flow\"), once, then retries the call once. "
         "With refresh token rotation on, the answer carries a new refresh token as well."),
     "revoke": (
-        "At logout the app POSTs its refresh token to /services/oauth2/revoke, which ends it and "
-        "every access token issued from it (RFC 7009, Salesforce's \"Revoke OAuth Tokens\"). The "
+        "At logout (and whenever a connection is replaced or dropped) the app POSTs its refresh "
+        "token to /services/oauth2/revoke, which ends it and every access token issued from it, "
+        "then its access token, in case the server kept that one alive (RFC 7009, Salesforce's "
+        "\"Revoke OAuth Tokens\"); a 400 invalid_token for it means it was dead already. The "
         "token record and the trace of the signed-in session are deleted as well."),
     "REST query": (
         "The same SOQL through the REST API: GET urls.query (with {version} filled) and ?q=, "

@@ -45,7 +45,7 @@ def test_full_flow_trace_in_order_and_no_secret_anywhere(start_app, caplog):
                          data={"csrf_token": csrf_token(home.text)}).status_code == 200
         after = http.get(f"{running.url}/flow")
         # The signed-in session's trace is gone; the logout's own revoke begins the next one.
-        assert steps_of(after) == ["revoke"]
+        assert steps_of(after) == ["revoke", "revoke"]  # refresh, then access token
         har_after = http.get(f"{running.url}/flow.har")
     finally:
         org.server.shutdown()
@@ -91,7 +91,7 @@ def test_trace_is_kept_in_redis_with_redis_sessions_and_deleted_at_logout(start_
               data={"csrf_token": csrf_token(http.get(running.url).text)})
     after = {key.decode() for key in client.keys("sfconnect:trace:*")}
     assert not before & after  # the signed-in trace is gone
-    assert steps_of(http.get(f"{running.url}/flow")) == ["revoke"]
+    assert steps_of(http.get(f"{running.url}/flow")) == ["revoke", "revoke"]
 
 
 def test_trace_keeps_the_last_hundred_entries(tmp_path):
@@ -156,7 +156,7 @@ def test_a_page_leaves_before_its_trace_is_stored_and_readers_wait_for_it(start_
     before = {p.name for p in traces.glob("*.json")}
     http.get(f"{running.url}/query", params={"q": "SELECT Name FROM Account LIMIT 2"})
     http.post(f"{running.url}/logout", data={"csrf_token": csrf_token(http.get(running.url).text)})
-    assert steps_of(http.get(f"{running.url}/flow")) == ["revoke"]
+    assert steps_of(http.get(f"{running.url}/flow")) == ["revoke", "revoke"]
     assert before and not before & {p.name for p in traces.glob("*.json")}  # none came back
     assert order.count("stored") >= 3  # the second query's, and the logout's revoke
 
