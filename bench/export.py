@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402  (bench/ must be on sys.path first)
 
-WSDL = str(harness.REPO / "sfconnect" / "wsdl" / "partner.wsdl")
+WSDL = str(harness.REPO / "sfconnect" / "salesforce" / "wsdl" / "partner.wsdl")
 MB = 1024 * 1024
 
 

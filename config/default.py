@@ -16,7 +16,7 @@ SF_REDIRECT_URI = "http://localhost:5000/oauth/callback"
 SF_SCOPES = "api refresh_token"
 # Empty: the version of the partner WSDL in use.
 SF_API_VERSION = ""
-# Empty: the project's own partner WSDL (sfconnect/wsdl/partner.wsdl).
+# Empty: the project's own partner WSDL (sfconnect/salesforce/wsdl/partner.wsdl).
 SF_PARTNER_WSDL = ""
 # Hosts beyond Salesforce's own that may receive the token: host, .domain, either with :port.
 SF_TRUSTED_HOSTS = ""

@@ -18,13 +18,8 @@ from flask.sessions import SessionMixin
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
-from . import crosssite, exports, learn, steps, views
-from . import oauth as oauth_flow
-from .errors import error_page, json_error
-from .http import token_gate
-from .redaction import install_log_redaction
-from .settings import ConfigError, Settings, load_settings
-from .tokens import (
+from sfconnect.auth import oauth as oauth_flow
+from sfconnect.auth.tokens import (
     Connection,
     FileTokenStore,
     RedisTokenStore,
@@ -32,7 +27,14 @@ from .tokens import (
     TokenService,
     TokenVault,
 )
-from .trust import TrustPolicy
+from sfconnect.auth.trust import TrustPolicy
+from sfconnect.errors import error_page, json_error
+from sfconnect.http import token_gate
+from sfconnect.learn import pages as learn
+from sfconnect.learn import steps
+from sfconnect.redaction import install_log_redaction
+from sfconnect.settings import ConfigError, Settings, load_settings
+from sfconnect.web import crosssite, exports, views
 
 __all__ = ["ConfigError", "Settings", "create_app", "load_settings"]
 
@@ -77,7 +79,9 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
         app.register_error_handler(error, _store_unavailable)
     crosssite.init_app(app)  # before the blueprints' hooks: another site's GET calls nothing
 
-    from .partner import PartnerClient  # the SOAP client: built once, shared by all threads
+    from sfconnect.salesforce.partner import (
+        PartnerClient,  # the SOAP client: built once, shared by all threads
+    )
 
     # Every outbound request passes a gate that checks its URL with this one policy.
     trust = TrustPolicy([host.url for host in config.login_hosts], config.trusted_hosts)

@@ -2,7 +2,7 @@
 
 Each purpose ("oauth", "identity", "partner", "rest") gets its own `TokenGate`: a
 `requests.Session` that, on each prepared request just before it is sent, checks the URL with the
-trust policy as the sender will parse it (`sfconnect.trust.target_of`), follows no redirect (a
+trust policy as the sender will parse it (`sfconnect.auth.trust.target_of`), follows no redirect (a
 3xx becomes `RedirectRefused`, naming where it pointed), uses no proxy and keeps no cookie. There
 is no other kind of session in the app, so no call site can send a token around the gate (RFC 9700
 4.9 and 4.12).
@@ -22,8 +22,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import parse_url
 
-from .errors import RedirectRefused
-from .trust import TrustPolicy
+from sfconnect.auth.trust import TrustPolicy
+from sfconnect.errors import RedirectRefused
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
 

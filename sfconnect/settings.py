@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from dotenv import dotenv_values
 
-from .errors import UntrustedHost
-from .trust import is_loopback, target_of
+from sfconnect.auth.trust import is_loopback, target_of
+from sfconnect.errors import UntrustedHost
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "config"
-DEFAULT_WSDL = Path(__file__).resolve().parent / "wsdl" / "partner.wsdl"
+DEFAULT_WSDL = Path(__file__).resolve().parent / "salesforce" / "wsdl" / "partner.wsdl"
 ENVIRONMENTS = ("development", "production", "testing")
 
 # Every variable the app reads; anything else in the environment is ignored.

@@ -76,8 +76,8 @@ def partner_url_template(org) -> str:
 
 def gate_for(*urls: str, purpose: str = "partner", timeout: float = 30):  # noqa: ANN201
     """The app's outbound gate for `purpose`, trusting the login hosts `urls` (the orgs' URLs)."""
+    from sfconnect.auth.trust import TrustPolicy
     from sfconnect.http import token_gate
-    from sfconnect.trust import TrustPolicy
 
     return token_gate(purpose, TrustPolicy(urls), timeout)
 
@@ -86,9 +86,9 @@ def gate_for(*urls: str, purpose: str = "partner", timeout: float = 30):  # noqa
 def live(local_org) -> Callable[..., object]:
     """`live(soql, **options)`: the first batch of `soql` from the shared local org, through
     PartnerClient with the app's own WSDL."""
-    from sfconnect.partner import PartnerClient
+    from sfconnect.salesforce.partner import PartnerClient
 
-    client = PartnerClient(str(REPO / "sfconnect" / "wsdl" / "partner.wsdl"),
+    client = PartnerClient(str(REPO / "sfconnect" / "salesforce" / "wsdl" / "partner.wsdl"),
                            gate_for(local_org.url), timeout=30)
     session_id = mint_token(local_org)
     endpoint = client.endpoint(partner_url_template(local_org))

@@ -17,9 +17,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from requests.adapters import HTTPAdapter
 
+from sfconnect.auth.trust import SALESFORCE_DOMAINS, TrustPolicy
 from sfconnect.errors import RedirectRefused, UntrustedHost
 from sfconnect.http import token_gate
-from sfconnect.trust import SALESFORCE_DOMAINS, TrustPolicy
 
 SOQL = "SELECT Id, Name FROM Account LIMIT 5"
 
@@ -165,7 +165,7 @@ LISTED = ("api.partner.example", ".corp.example", "gw.partner.example:8443")
 
 
 def trusted(scheme: str, host: str, port: int) -> bool:
-    """The oracle, written apart from sfconnect.trust: where the token may go."""
+    """The oracle, written apart from sfconnect.auth.trust: where the token may go."""
     host = host.lower().strip("[]")
     if (scheme, host, port) in {("https", "login.salesforce.com", 443),
                                 ("http", "127.0.0.1", 5001), ("http", "::1", 5002)}:

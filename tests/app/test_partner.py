@@ -10,10 +10,10 @@ import pytest
 from conftest import gate_for, mint_token, partner_url_template
 
 from sfconnect.errors import InvalidSession, SalesforceFault, UpstreamError
-from sfconnect.partner import PartnerClient
+from sfconnect.salesforce.partner import PartnerClient
 
 REPO = Path(__file__).resolve().parents[2]
-OWN_WSDL = str(REPO / "sfconnect" / "wsdl" / "partner.wsdl")
+OWN_WSDL = str(REPO / "sfconnect" / "salesforce" / "wsdl" / "partner.wsdl")
 REAL_WSDL = str(REPO.parent / "shared" / "fixtures" / "salesforce" / "partner-v66.0.wsdl")
 
 

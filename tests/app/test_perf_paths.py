@@ -21,9 +21,9 @@ from learn_helpers import leaks, start_capturing_org
 from lxml import etree
 from test_records import envelope, parent, rec, records_of
 
-from sfconnect import records as records_module
-from sfconnect.records import CsvRows, Table, columns_for, parse_select
 from sfconnect.redaction import mask
+from sfconnect.salesforce import records as records_module
+from sfconnect.salesforce.records import CsvRows, Table, columns_for, parse_select
 
 REPO = Path(__file__).resolve().parents[2]
 RESPONSES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "salesforce" / "responses"

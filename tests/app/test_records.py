@@ -11,8 +11,15 @@ from pathlib import Path
 from flask import Flask, render_template_string
 from lxml import etree
 
-from sfconnect.partner import _query_batch
-from sfconnect.records import Table, columns_for, csv_row, csv_rows, rest_record, table_for
+from sfconnect.salesforce.partner import _query_batch
+from sfconnect.salesforce.records import (
+    Table,
+    columns_for,
+    csv_row,
+    csv_rows,
+    rest_record,
+    table_for,
+)
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "salesforce"
 RESPONSES = FIXTURES / "responses"

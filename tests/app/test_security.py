@@ -216,8 +216,8 @@ def test_trust_policy_decides_where_the_token_may_go():
     """The access token goes to the login hosts (exact origin), Salesforce's domains on 443 and
     listed hosts (443 unless they name a port), over https (plain http only for a loopback login
     host); anything else, and any URL two parsers could read differently, is refused."""
+    from sfconnect.auth.trust import TrustPolicy
     from sfconnect.errors import UntrustedHost
-    from sfconnect.trust import TrustPolicy
 
     policy = TrustPolicy(["https://login.salesforce.com", "http://127.0.0.1:5001"],
                          ["api.partner.example", ".corp.example", "gw.partner.example:8443"])

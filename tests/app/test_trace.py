@@ -9,8 +9,8 @@ import requests
 from conftest_flow import sign_in
 from learn_helpers import csrf_token, leaks, start_capturing_org, steps_of
 
+from sfconnect.learn.trace import LIMIT, TraceStore
 from sfconnect.redaction import mask
-from sfconnect.trace import LIMIT, TraceStore
 
 SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact ORDER BY LastName LIMIT 5"
 
@@ -97,7 +97,7 @@ def test_trace_is_kept_in_redis_with_redis_sessions_and_deleted_at_logout(start_
 def test_trace_keeps_the_last_hundred_entries(tmp_path):
     from cryptography.fernet import Fernet
 
-    from sfconnect.tokens import FileTokenStore
+    from sfconnect.auth.tokens import FileTokenStore
 
     entries = FileTokenStore(tmp_path / "entries", 3600)
     store = TraceStore(FileTokenStore(tmp_path / "index", 3600), entries, Fernet.generate_key())
@@ -164,7 +164,7 @@ def test_a_page_leaves_before_its_trace_is_stored_and_readers_wait_for_it(start_
 def test_a_large_reply_masked_later_reads_as_one_masked_at_once():
     """A query's reply is masked when its entry is read or stored, not while the page waits;
     the entry is then what masking at once gives, secrets and cut included."""
-    from sfconnect.trace import BODY_LIMIT, _mask_bodies, exchange_entry
+    from sfconnect.learn.trace import BODY_LIMIT, _mask_bodies, exchange_entry
 
     token = "00D5g000004ZbXy!AQ4AQH0dMHZfz4dS8.Ru6dFVKgt1hJ1k3AbCdEfGhIjKlMnOpQrStUvWxYz"
     for size in (BODY_LIMIT + 10, 3 * BODY_LIMIT, 20 * BODY_LIMIT):
@@ -190,7 +190,7 @@ def test_entries_are_stored_even_when_the_server_never_closes_the_response(tmp_p
     from flask import Response
 
     import sfconnect
-    from sfconnect import trace
+    from sfconnect.learn import trace
 
     app = sfconnect.create_app({
         "ENV": "testing", "SECRET_KEY": "k" * 32, "SF_CLIENT_ID": "id", "SF_CLIENT_SECRET": "s",

@@ -5,7 +5,7 @@ import requests
 from conftest_flow import sign_in
 from lxml import etree
 
-from sfconnect.diagram import ROWS, render_svg
+from sfconnect.learn.diagram import ROWS, render_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -33,10 +33,15 @@ import requests
 from cryptography.fernet import Fernet, InvalidToken
 from flask import Flask, Response, current_app, g, has_request_context, request, session
 
-from . import redaction
-from .http import observe_exchanges
-from .settings import Settings
-from .tokens import FileTokenStore, RedisTokenStore, SignatureMismatch, verify_signature
+from sfconnect import redaction
+from sfconnect.auth.tokens import (
+    FileTokenStore,
+    RedisTokenStore,
+    SignatureMismatch,
+    verify_signature,
+)
+from sfconnect.http import observe_exchanges
+from sfconnect.settings import Settings
 
 log = logging.getLogger(__name__)
 

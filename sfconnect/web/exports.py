@@ -40,10 +40,11 @@ from flask import (
     stream_with_context,
 )
 
-from . import records as records_module
-from . import trace, workbench
-from .errors import GateRefused, NotConnected, SalesforceFault, UpstreamError, json_error
-from .partner import PartnerClient, QueryBatch
+from sfconnect.errors import GateRefused, NotConnected, SalesforceFault, UpstreamError, json_error
+from sfconnect.learn import trace
+from sfconnect.salesforce import records as records_module
+from sfconnect.salesforce.partner import PartnerClient, QueryBatch
+from sfconnect.web import workbench
 
 bp = Blueprint("exports", __name__)
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ def init_app(app: Flask) -> None:
 
 
 def _call_with_session(call: Callable[[str, str], QueryBatch]) -> QueryBatch:
-    from .tokens import call_with_session  # the browser's user; refreshes once on INVALID_SESSION
+    from sfconnect.auth.tokens import (
+        call_with_session,  # the browser's user; refreshes once on INVALID_SESSION
+    )
 
     return call_with_session(call)
 

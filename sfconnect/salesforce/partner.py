@@ -6,7 +6,7 @@ WSDL), adds the SessionHeader of the caller to that one call, and turns SOAP fau
 zeep's object layer: records are `xsd:any`, and zeep spends about 8x longer turning a 2,000-record
 batch into objects than lxml spends parsing it. So each call is made with `raw_response=True`
 (a thread-local zeep setting) and the body is read with lxml; a `QueryBatch` hands the `records`
-elements to `sfconnect.records`, which turns them into rows.
+elements to `sfconnect.salesforce.records`, which turns them into rows.
 
 Thread safety: the zeep Client, its Transport and requests.Session are shared by all threads and
 hold no per-user state; the session id travels only in the `_soapheaders` of each call.
@@ -24,8 +24,8 @@ from lxml import etree
 from zeep.exceptions import Fault
 from zeep.transports import Transport
 
-from .errors import InvalidSession, SalesforceFault, UpstreamError
-from .http import TokenGate
+from sfconnect.errors import InvalidSession, SalesforceFault, UpstreamError
+from sfconnect.http import TokenGate
 
 TNS = "urn:partner.soap.sforce.com"
 ENS = "urn:sobject.partner.soap.sforce.com"

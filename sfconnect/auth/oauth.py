@@ -35,11 +35,8 @@ from flask import (
     url_for,
 )
 
-from . import identity, steps
-from .errors import UpstreamError
-from .http import TokenGate, token_gate
-from .settings import LoginHost, Settings
-from .tokens import (
+from sfconnect.auth import identity
+from sfconnect.auth.tokens import (
     Connection,
     ExpirySweeper,
     TokenService,
@@ -47,7 +44,11 @@ from .tokens import (
     verify_signature,
     with_session_tokens,
 )
-from .trust import TrustPolicy
+from sfconnect.auth.trust import TrustPolicy
+from sfconnect.errors import UpstreamError
+from sfconnect.http import TokenGate, token_gate
+from sfconnect.learn import steps
+from sfconnect.settings import LoginHost, Settings
 
 bp = Blueprint("oauth", __name__)
 

@@ -20,12 +20,13 @@ from flask import (
 )
 from markupsafe import Markup
 
-from . import diagram, har, rest, trace
-from .errors import SalesforceFault
-from .http import token_gate
-from .settings import Settings
-from .tokens import Connection, TokenSet, call_with_session, with_session_tokens
-from .trust import SALESFORCE_DOMAINS, is_loopback
+from sfconnect.auth.tokens import Connection, TokenSet, call_with_session, with_session_tokens
+from sfconnect.auth.trust import SALESFORCE_DOMAINS, is_loopback
+from sfconnect.errors import SalesforceFault
+from sfconnect.http import token_gate
+from sfconnect.learn import diagram, har, trace
+from sfconnect.salesforce import rest
+from sfconnect.settings import Settings
 
 bp = Blueprint("learn", __name__)
 
@@ -111,7 +112,7 @@ SETUP_ERRORS = (
 
 def init_app(app: Flask, settings: Settings) -> None:
     """The trace of every exchange, the learning pages, the endpoints panel, the CLI."""
-    from .cli import sf
+    from sfconnect.learn.cli import sf
 
     trace.init_app(app, settings)
     # /compare's REST calls: one session for all users, like the other outbound sessions.
@@ -190,7 +191,7 @@ def compare():  # noqa: ANN201
     rest_ms = (perf_counter() - began) * 1000
     rest_entry = _last_entry("REST query")
 
-    from .records import rest_record
+    from sfconnect.salesforce.records import rest_record
 
     soap_records = [rest.plain_record(rest_record(element)) for element in soap_batch.records]
     rest_records = [rest.plain_record(record) for record in rest_result.records]
@@ -219,7 +220,7 @@ def _rest_query(tokens: TokenSet, soql: str) -> rest.RestQueryResult:
 
 def _identity_urls(tokens: TokenSet) -> dict[str, str]:
     """The identity's urls when the session has none (it was signed in before they were kept)."""
-    from .errors import InvalidSession, UpstreamError
+    from sfconnect.errors import InvalidSession, UpstreamError
 
     service = current_app.extensions["sfconnect.tokens"]
     response = current_app.extensions["sfconnect.identity_http"].get(

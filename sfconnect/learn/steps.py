@@ -46,10 +46,11 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from lxml import etree
 
-from . import redaction, trace
-from .errors import NotConnected
-from .settings import Settings
-from .tokens import Connection, FileTokenStore, RedisTokenStore, TokenService
+from sfconnect import redaction
+from sfconnect.auth.tokens import Connection, FileTokenStore, RedisTokenStore, TokenService
+from sfconnect.errors import NotConnected
+from sfconnect.learn import trace
+from sfconnect.settings import Settings
 
 T = TypeVar("T")
 

@@ -27,8 +27,8 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from . import workbench
-from .errors import json_error
+from sfconnect.errors import json_error
+from sfconnect.web import workbench
 
 bp = Blueprint("crosssite", __name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from .errors import UntrustedHost
+from sfconnect.errors import UntrustedHost
 
 # Hosts under these domains are Salesforce's own; the token may go there (https, port 443).
 SALESFORCE_DOMAINS = (

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import requests
 
-from .errors import InvalidSession, SalesforceFault, UpstreamError
-from .http import TokenGate
+from sfconnect.errors import InvalidSession, SalesforceFault, UpstreamError
+from sfconnect.http import TokenGate
 
 SERVICE = "rest"
 

@@ -47,8 +47,8 @@ from typing import TypeVar
 from authlib.integrations.base_client import OAuthError
 from cryptography.fernet import Fernet, InvalidToken
 
-from .errors import GateRefused, InvalidSession, NotConnected, UpstreamError
-from .trust import TrustPolicy, check_instance_url
+from sfconnect.auth.trust import TrustPolicy, check_instance_url
+from sfconnect.errors import GateRefused, InvalidSession, NotConnected, UpstreamError
 
 T = TypeVar("T")
 

@@ -24,8 +24,9 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from . import records, steps, workbench
-from .errors import (
+from sfconnect.auth.oauth import MAX_SOQL
+from sfconnect.auth.tokens import Connection, call_with_session
+from sfconnect.errors import (
     GateRefused,
     InvalidSession,
     NotConnected,
@@ -36,8 +37,9 @@ from .errors import (
     error_page,
     json_error,
 )
-from .oauth import MAX_SOQL
-from .tokens import Connection, call_with_session
+from sfconnect.learn import steps
+from sfconnect.salesforce import records
+from sfconnect.web import workbench
 
 bp = Blueprint("views", __name__)
 log = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ import requests
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import redaction
-from .errors import GateRefused, UntrustedHost
-from .http import TokenGate, token_gate
-from .settings import Settings
-from .tokens import SignatureMismatch, verify_signature
+from sfconnect import redaction
+from sfconnect.auth.tokens import SignatureMismatch, verify_signature
+from sfconnect.errors import GateRefused, UntrustedHost
+from sfconnect.http import TokenGate, token_gate
+from sfconnect.settings import Settings
 
 sf = AppGroup("sf", help="Salesforce OAuth: run the other flows against the configured org.")
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import requests
 
-from .errors import InvalidSession, UpstreamError
-from .http import TokenGate
-from .tokens import TokenSet
+from sfconnect.auth.tokens import TokenSet
+from sfconnect.errors import InvalidSession, UpstreamError
+from sfconnect.http import TokenGate
 
 SERVICE = "identity"
 
