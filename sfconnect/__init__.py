@@ -13,20 +13,15 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, Response, current_app, request, session
+from flask import Flask, Response, request, session
 from flask.sessions import SessionMixin
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
+from sfconnect import ext
 from sfconnect.auth import oauth as oauth_flow
-from sfconnect.auth.tokens import (
-    Connection,
-    FileTokenStore,
-    RedisTokenStore,
-    StoreUnavailable,
-    TokenService,
-    TokenVault,
-)
+from sfconnect.auth.connection import current_connection
+from sfconnect.auth.tokens import TokenService, TokenVault
 from sfconnect.auth.trust import TrustPolicy
 from sfconnect.errors import error_page, json_error
 from sfconnect.http import token_gate
@@ -34,6 +29,7 @@ from sfconnect.learn import pages as learn
 from sfconnect.learn import steps
 from sfconnect.redaction import install_log_redaction
 from sfconnect.settings import ConfigError, Settings, load_settings
+from sfconnect.store import Backend, StoreUnavailable
 from sfconnect.web import crosssite, exports, views
 
 __all__ = ["ConfigError", "Settings", "create_app", "load_settings"]
@@ -67,10 +63,14 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
-    app.extensions["sfconnect.settings"] = config
+    ext.register(app, "settings", config)
 
-    token_store, store_check, store_errors = _stores(app, config)
+    backend = Backend(config)
+    ext.register(app, "backend", backend)
+    ext.register(app, "store_check", backend.check)
+    _configure_sessions(app, backend)
     Session(app)
+    store_errors = backend.errors
     app.session_interface = _GuardedSessions(app.session_interface, store_errors)
     CSRFProtect(app)
     # First of all before-request work (before the CSRF check reads the session): no store, no page.
@@ -79,27 +79,25 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
         app.register_error_handler(error, _store_unavailable)
     crosssite.init_app(app)  # before the blueprints' hooks: another site's GET calls nothing
 
-    from sfconnect.salesforce.partner import (
-        PartnerClient,  # the SOAP client: built once, shared by all threads
-    )
+    # The SOAP client: built once, shared by all threads.
+    from sfconnect.salesforce.partner import PartnerClient
 
     # Every outbound request passes a gate that checks its URL with this one policy.
     trust = TrustPolicy([host.url for host in config.login_hosts], config.trusted_hosts)
     partner = PartnerClient(config.partner_wsdl,
                             token_gate("partner", trust, config.http_timeouts),
                             timeout=config.http_timeout, api_version=config.api_version)
-    app.extensions["sfconnect.partner"] = partner
-    app.extensions["sfconnect.identity_http"] = token_gate("identity", trust, config.http_timeouts)
-    app.extensions["sfconnect.store_check"] = store_check
+    ext.register(app, "partner", partner)
+    ext.register(app, "identity_http", token_gate("identity", trust, config.http_timeouts))
     oauth = oauth_flow.init_app(app, config, trust)
 
-    app.extensions["sfconnect.tokens"] = TokenService(
-        vault=TokenVault(token_store, config.token_key),
+    ext.register(app, "tokens", TokenService(
+        vault=TokenVault(backend.sealed("tokens")),
         trust=trust,
         client_secret=config.client_secret,
         refresh=oauth.refresh, revoke=oauth.revoke, endpoint_for=partner.endpoint,
         refresh_lock_s=config.refresh_lock_s,
-    )
+    ))
     views.init_app(app)
     exports.init_app(app)
     learn.init_app(app, config)  # the trace, /flow, /flows, /compare, /setup, `flask sf`
@@ -113,42 +111,19 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     return app
 
 
-def _stores(app: Flask, config: Settings) -> tuple[object, Callable[[], None],
-                                                   tuple[type[Exception], ...]]:
-    """Configure Flask-Session and the token records on the same backend; also answer how to
-    check the backend and which exceptions mean it is unavailable."""
-    if config.session_type == "redis":
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
-        # Retry once, quickly (a connection from before a Redis restart); a Redis that is down
-        # gets a 503 page at once, not after redis-py's default ten retries.
-        client = redis.Redis.from_url(config.redis_url, socket_timeout=5,
-                                      socket_connect_timeout=2, health_check_interval=30,
-                                      retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
-        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=client)
-        return (RedisTokenStore(client, config.session_lifetime), client.ping,
-                (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
-
+def _configure_sessions(app: Flask, backend: Backend) -> None:
+    """Flask-Session on the records' backend: the same Redis, or files beside the records."""
+    if backend.redis is not None:
+        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=backend.redis)
+        return
     from cachelib.file import FileSystemCache
 
-    base = Path(config.session_file_dir)
-    sessions = base / "sessions"
+    sessions = backend.folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The non-deprecated form of Flask-Session's file store: cachelib's FileSystemCache, mode 0600.
     cache = FileSystemCache(str(sessions), threshold=10_000, mode=0o600,
-                            default_timeout=config.session_lifetime)
+                            default_timeout=backend.settings.session_lifetime)
     app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=cache)
-    store = FileTokenStore(base / "tokens", config.session_lifetime)
-
-    def check() -> None:
-        for directory in (sessions, store.directory):
-            probe = directory / ".healthz"
-            probe.write_text("ok")
-            probe.unlink()
-
-    return store, check, (OSError,)
 
 
 class _UnavailableSession(dict, SessionMixin):
@@ -206,8 +181,7 @@ def _store_unavailable(error: Exception):  # noqa: ANN202
 
 def _page_context() -> dict[str, object]:
     """What every page shows in its header: the app's name and who is connected."""
-    return {"connection": Connection.from_session(session.get("sf")),
-            "login_hosts": current_app.extensions["sfconnect.settings"].login_hosts}
+    return {"connection": current_connection(), "login_hosts": ext.settings().login_hosts}
 
 
 def _security_headers(config: Settings) -> Callable[[Response], Response]:

@@ -1,6 +1,7 @@
 """Errors a user or Salesforce can cause, and the two ways the app answers one: a page
 (`error_page`) or, for what scripts and downloads read, JSON with Salesforce's error code
-(`json_error`). Each kind of error is turned into one of them by one handler (sfconnect.web.views)."""
+(`json_error`). Each kind of error is turned into one of them by one handler
+(sfconnect.web.views)."""
 from __future__ import annotations
 
 from flask import Response, jsonify, render_template

@@ -9,7 +9,7 @@ code_verifier. Authlib builds a fresh `OAuth2Session` (a requests.Session) for e
 
 A browser session holds at most one token family alive: a new sign-in revokes the one it replaces,
 logout revokes it, and it ends with the session (a request notes the session's use on its token
-record; `tokens.ExpirySweeper` revokes the records of sessions that ended).
+record; `expiry.ExpirySweeper` revokes the records of sessions that ended).
 """
 from __future__ import annotations
 
@@ -35,15 +35,16 @@ from flask import (
     url_for,
 )
 
+from sfconnect import ext
 from sfconnect.auth import identity
-from sfconnect.auth.tokens import (
+from sfconnect.auth.connection import (
+    SESSION_KEY,
     Connection,
-    ExpirySweeper,
-    TokenService,
-    TokenSet,
-    verify_signature,
+    current_connection,
     with_session_tokens,
 )
+from sfconnect.auth.expiry import ExpirySweeper
+from sfconnect.auth.tokens import TokenSet, verify_signature
 from sfconnect.auth.trust import TrustPolicy
 from sfconnect.errors import UpstreamError
 from sfconnect.http import TokenGate, token_gate
@@ -176,36 +177,24 @@ def upstream(service: str) -> Iterator[None]:
 def init_app(app: Flask, settings: Settings, trust: TrustPolicy) -> SalesforceOAuth:
     """Register the login hosts with Authlib and the flow's routes."""
     oauth = SalesforceOAuth(app, settings, token_gate("oauth", trust, settings.http_timeouts))
-    app.extensions["sfconnect.oauth"] = oauth
+    ext.register(app, "oauth", oauth)
     app.register_blueprint(bp)
     steps.on_continue(app, "token", _continue_token_request)
     steps.on_continue(app, "identity", _continue_identity_request)
-    app.extensions["sfconnect.sweeper"] = ExpirySweeper()
+    ext.register(app, "sweeper", ExpirySweeper())
     app.before_request(_note_connection_in_use)
     app.after_request(_sweep_now_and_then)
     return oauth
-
-
-def _oauth() -> SalesforceOAuth:
-    return current_app.extensions["sfconnect.oauth"]
-
-
-def _settings() -> Settings:
-    return current_app.extensions["sfconnect.settings"]
-
-
-def _tokens() -> TokenService:
-    return current_app.extensions["sfconnect.tokens"]
 
 
 def _note_connection_in_use() -> None:
     """Each request extends the browser session; its token record's life is extended with it (one
     store write every few minutes per session), so the expiry sweep never ends a live session's
     token, and ends a dead session's."""
-    connection = Connection.from_session(session.get("sf"))
+    connection = current_connection()
     if connection is None:
         return
-    vault = _tokens().vault
+    vault = ext.tokens().vault
     now = time.time()
     touched = session.get(TOUCHED_KEY)
     if isinstance(touched, int | float) and 0 <= now - touched < vault.touch_every_s:
@@ -217,9 +206,9 @@ def _note_connection_in_use() -> None:
 def _sweep_now_and_then(response: Response) -> Response:
     """Once a minute per process, after this response has been sent: revoke and forget the token
     records of browser sessions that ended."""
-    sweeper: ExpirySweeper = current_app.extensions["sfconnect.sweeper"]
+    sweeper = ext.sweeper()
     if sweeper.due():
-        service = _tokens()
+        service = ext.tokens()
         response.call_on_close(lambda: sweeper.sweep(service))
     return response
 
@@ -245,19 +234,19 @@ def login():  # noqa: ANN201
     step_id = _single("step", MAX_CALLBACK_PARAM)
     if step_id is not None:
         return redirect(steps.take(step_id, "authorize")["data"]["url"])
-    host = _settings().login_host(_single("login"))
+    host = ext.settings().login_host(_single("login"))
     if host is None:
         abort(400, description="That login host is not one this app is configured for.")
     soql = _single("q")
     if soql and len(soql) <= MAX_SOQL:
         session["pending_soql"] = soql  # shown again in the form once connected
-    client = _oauth().clients[host.key]
+    client = ext.oauth().clients[host.key]
     if steps.is_on():
         # What authorize_redirect does, with a step page in place of the redirect.
-        authorization = client.create_authorization_url(redirect_uri=_settings().redirect_uri)
-        client.save_authorize_data(redirect_uri=_settings().redirect_uri, **authorization)
+        authorization = client.create_authorization_url(redirect_uri=ext.settings().redirect_uri)
+        client.save_authorize_data(redirect_uri=ext.settings().redirect_uri, **authorization)
         return steps.page(steps.pause("authorize", {"url": authorization["url"]}))
-    return client.authorize_redirect(redirect_uri=_settings().redirect_uri)
+    return client.authorize_redirect(redirect_uri=ext.settings().redirect_uri)
 
 
 @bp.get("/oauth/callback")
@@ -270,7 +259,7 @@ def callback():  # noqa: ANN201
     if not state:
         return _refuse("The sign-in answer carries no state, so it cannot be matched to a "
                        "sign-in this browser started. Nothing was exchanged.")
-    client = _oauth().pending(state)
+    client = ext.oauth().pending(state)
     if client is None:
         return _refuse("The sign-in answer's state is unknown or was already used. Nothing was "
                        "exchanged; start again from Connect.")
@@ -292,16 +281,16 @@ def callback():  # noqa: ANN201
                               "code_verifier": authorization.get("code_verifier")})
         return redirect(url_for("steps.show"), code=303)
 
-    settings = _settings()
+    settings = ext.settings()
     with upstream("oauth"):
         token = client.authorize_access_token(allow_redirects=False)
     verify_signature(token, settings.client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
     try:
-        who = identity.fetch_identity(current_app.extensions["sfconnect.identity_http"], tokens)
+        who = identity.fetch_identity(ext.identity_http(), tokens)
     except Exception:
         # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
-        _tokens().revoke_tokens(tokens)
+        ext.tokens().revoke_tokens(tokens)
         raise
     return _signed_in(client.login_host.url, tokens, who)
 
@@ -310,13 +299,13 @@ def _signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa
                record_id: str | None = None):
     """Keep who signed in with their token record (stored now unless `record_id` holds it
     already); back home with a new session id. The connection it replaces is revoked first."""
-    service = _tokens()
+    service = ext.tokens()
     _disconnect_previous(keep=record_id)
     if record_id is None:
         record_id = service.vault.create(tokens)
     else:
         service.vault.touch(record_id)  # its life counts from the sign-in, as a new record's
-    session["sf"] = Connection(
+    session[SESSION_KEY] = Connection(
         token_record=record_id, user_id=who.user_id, organization_id=who.organization_id,
         username=who.username, display_name=who.display_name, partner_url=who.partner_url,
         login_url=login_url, instance_url=tokens.instance_url,
@@ -331,10 +320,10 @@ def _signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa
 def _disconnect_previous(keep: str | None = None) -> None:
     """Revoke the connection this browser session holds (unless its record is `keep`): a new
     sign-in replaces it, and a replaced token family must not stay alive."""
-    previous = Connection.from_session(session.pop("sf", None))
+    previous = Connection.from_session(session.pop(SESSION_KEY, None))
     if previous is None or previous.token_record == keep:
         return
-    if not _tokens().disconnect(previous.token_record):
+    if not ext.tokens().disconnect(previous.token_record):
         flash("Salesforce could not be reached to revoke the token of your previous sign-in. It "
               "will expire on its own; you can also revoke it in Salesforce (Settings → Connected "
               "Apps OAuth Usage).", "warning")
@@ -343,7 +332,7 @@ def _disconnect_previous(keep: str | None = None) -> None:
 def _continue_token_request(data: dict):  # noqa: ANN202
     """Step-by-step mode, Continue on the token request: exchange the code, keep the tokens in a
     token record of their own, and pause again before the identity call."""
-    client = _oauth().client_for_url(str(data["login"]))
+    client = ext.oauth().client_for_url(str(data["login"]))
     if client is None:
         raise steps.StaleStep()
     params = {"code": data["code"], "state": data["state"]}
@@ -352,23 +341,23 @@ def _continue_token_request(data: dict):  # noqa: ANN202
     with upstream("oauth"):
         token = client.fetch_access_token(redirect_uri=data.get("redirect_uri"),
                                           allow_redirects=False, **params)
-    verify_signature(token, _settings().client_secret)
+    verify_signature(token, ext.settings().client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
     _disconnect_previous()  # the new family is stored now: the one it replaces is revoked first
     steps.pause("identity", {"login": client.login_host.url,
-                             "token_record": _tokens().vault.create(tokens)})
+                             "token_record": ext.tokens().vault.create(tokens)})
     return redirect(url_for("steps.show"), code=303)
 
 
 def _continue_identity_request(data: dict):  # noqa: ANN202
     """Step-by-step mode, Continue on the identity call: meet the user, finish signing in."""
-    service = _tokens()
+    service = ext.tokens()
     record_id = str(data.get("token_record") or "")
     stored = service.vault.load(record_id)
     if stored is None:
         raise steps.StaleStep()
     try:
-        who = identity.fetch_identity(current_app.extensions["sfconnect.identity_http"],
+        who = identity.fetch_identity(ext.identity_http(),
                                       stored.tokens)
     except Exception:
         # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
@@ -384,17 +373,17 @@ def refresh_identity():  # noqa: ANN201
     Goes through the same refresh-and-retry as every call: a 403 Bad_OAuth_Token from a token that
     expired meanwhile costs one refresh grant, then the identity call is made once more.
     """
-    http = current_app.extensions["sfconnect.identity_http"]
+    http = ext.identity_http()
     connection, who = with_session_tokens(lambda connection, tokens: (
         connection, identity.fetch_identity(http, tokens)))
     if (who.user_id, who.organization_id) != (connection.user_id, connection.organization_id):
         # The record's token belongs to someone else: nothing about this session can be trusted,
         # and that token is revoked, not left alive.
-        _tokens().disconnect(connection.token_record)
+        ext.tokens().disconnect(connection.token_record)
         session.clear()
         abort(409, description="The identity service answered for another user than the one "
               "signed in here; you were signed out. Connect again.")
-    session["sf"] = Connection(
+    session[SESSION_KEY] = Connection(
         token_record=connection.token_record, user_id=who.user_id,
         organization_id=who.organization_id, username=who.username,
         display_name=who.display_name, partner_url=who.partner_url,
@@ -412,10 +401,10 @@ def _refuse(message: str):  # noqa: ANN202
 @bp.post("/logout")
 def logout():  # noqa: ANN201
     """Revoke the token at Salesforce and clear the server-side session (CSRF-protected)."""
-    connection = Connection.from_session(session.get("sf"))
+    connection = current_connection()
     revoked = True
     if connection is not None:
-        revoked = _tokens().disconnect(connection.token_record)
+        revoked = ext.tokens().disconnect(connection.token_record)
     step_mode = steps.is_on()
     steps.set_mode(False)  # a sign-in paused after its token exchange: its tokens are revoked
     session.clear()

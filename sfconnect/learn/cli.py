@@ -15,7 +15,7 @@ import requests
 from flask import current_app
 from flask.cli import AppGroup
 
-from sfconnect import redaction
+from sfconnect import ext, redaction
 from sfconnect.auth.tokens import SignatureMismatch, verify_signature
 from sfconnect.errors import GateRefused, UntrustedHost
 from sfconnect.http import TokenGate, token_gate
@@ -52,10 +52,6 @@ class FlowFailed(click.ClickException):
     """One line on stderr, exit code 1."""
 
 
-def _settings() -> Settings:
-    return current_app.extensions["sfconnect.settings"]
-
-
 @sf.command("token")
 @click.option("--flow", "flow", required=True,
               type=click.Choice(["jwt", "password", "refresh", "client-credentials"]),
@@ -67,9 +63,9 @@ def _settings() -> Settings:
 def token(flow: str, username: str | None, password: str | None,
           refresh_token: str | None) -> None:
     """Run one OAuth flow; print the masked token response, the identity, and when to use it."""
-    settings = _settings()
+    settings = ext.settings()
     demo: Mapping[str, str] = current_app.config.get("SFCONNECT_LOCAL_ORG_DEMO") or {}
-    http = token_gate("oauth", current_app.extensions["sfconnect.tokens"].trust,
+    http = token_gate("oauth", ext.tokens().trust,
                       settings.http_timeouts)
     username = username or settings.username or demo.get("username")
     form: dict[str, str] = {"grant_type": {"jwt": JWT_GRANT, "password": "password",

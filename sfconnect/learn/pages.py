@@ -11,16 +11,20 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
-    redirect,
     render_template,
     request,
     session,
-    url_for,
 )
 from markupsafe import Markup
 
-from sfconnect.auth.tokens import Connection, TokenSet, call_with_session, with_session_tokens
+from sfconnect import ext
+from sfconnect.auth.connection import (
+    call_with_session,
+    connected,
+    current_connection,
+    with_session_tokens,
+)
+from sfconnect.auth.tokens import TokenSet
 from sfconnect.auth.trust import SALESFORCE_DOMAINS, is_loopback
 from sfconnect.errors import SalesforceFault
 from sfconnect.http import token_gate
@@ -116,15 +120,11 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     trace.init_app(app, settings)
     # /compare's REST calls: one session for all users, like the other outbound sessions.
-    app.extensions["sfconnect.rest_http"] = token_gate(
-        "rest", app.extensions["sfconnect.tokens"].trust, settings.http_timeouts)
+    ext.register(app, "rest_http", token_gate("rest", ext.tokens(app).trust,
+                                              settings.http_timeouts))
     app.register_blueprint(bp)
     app.context_processor(_endpoints_context)
     app.cli.add_command(sf)
-
-
-def _settings() -> Settings:
-    return current_app.extensions["sfconnect.settings"]
 
 
 def _no_store(response: Response) -> Response:
@@ -172,16 +172,15 @@ def flows():  # noqa: ANN201
 # ---------------------------------------------------------------------------------- compare
 
 @bp.get("/compare")
+@connected
 def compare():  # noqa: ANN201
     """The same SOQL through the REST API and the SOAP partner API, side by side."""
     soql = (request.args.get("q") or "").strip()
-    if Connection.from_session(session.get("sf")) is None:
-        return redirect(url_for("views.index"))
     if not soql:
         return render_template("compare.html", soql=DEFAULT_COMPARE_SOQL, sides=None)
     if len(soql) > MAX_SOQL:
         raise SalesforceFault("MALFORMED_QUERY", f"SOQL allows at most {MAX_SOQL:,} characters.")
-    partner = current_app.extensions["sfconnect.partner"]
+    partner = ext.partner()
     began = perf_counter()
     soap_batch = call_with_session(lambda endpoint, sid: partner.query(endpoint, sid, soql))
     soap_ms = (perf_counter() - began) * 1000
@@ -212,18 +211,18 @@ def _record_id(record: object) -> str:
 
 
 def _rest_query(tokens: TokenSet, soql: str) -> rest.RestQueryResult:
-    service = current_app.extensions["sfconnect.tokens"]
+    service = ext.tokens()
     urls = session.get(trace.URLS_KEY) or _identity_urls(tokens)
     url = service.trust.check(rest.query_url(urls["query"], trace.api_version()))
-    return rest.query(current_app.extensions["sfconnect.rest_http"], url, tokens.access_token, soql)
+    return rest.query(ext.rest_http(), url, tokens.access_token, soql)
 
 
 def _identity_urls(tokens: TokenSet) -> dict[str, str]:
     """The identity's urls when the session has none (it was signed in before they were kept)."""
     from sfconnect.errors import InvalidSession, UpstreamError
 
-    service = current_app.extensions["sfconnect.tokens"]
-    response = current_app.extensions["sfconnect.identity_http"].get(
+    service = ext.tokens()
+    response = ext.identity_http().get(
         service.trust.check(tokens.id_url),
         headers={"Authorization": f"Bearer {tokens.access_token}"}, allow_redirects=False)
     if response.status_code in (401, 403):
@@ -245,7 +244,7 @@ def _last_entry(step: str) -> dict | None:
 @bp.get("/setup")
 def setup():  # noqa: ANN201
     """What to register in Salesforce, where the key and secret go, and checks of this app."""
-    settings = _settings()
+    settings = ext.settings()
     return render_template("setup.html", settings=settings, checks=_checks(settings),
                            errors=SETUP_ERRORS)
 
@@ -290,7 +289,7 @@ def _checks(settings: Settings) -> list[dict[str, object]]:
 def _endpoints_context() -> dict[str, object]:
     """`identity_endpoints` for templates/_endpoints.html: the identity's urls, {version} filled."""
     urls = session.get(trace.URLS_KEY) if request.endpoint == "views.index" else None
-    connection = Connection.from_session(session.get("sf")) if urls else None
+    connection = current_connection() if urls else None
     if not urls or connection is None:
         return {"identity_endpoints": None}
     version = trace.api_version()

@@ -21,17 +21,13 @@ state machine and the descriptions, and never calls Salesforce itself.
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from cryptography.fernet import Fernet, InvalidToken
 from flask import (
     Blueprint,
     Flask,
@@ -46,11 +42,12 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from lxml import etree
 
-from sfconnect import redaction
-from sfconnect.auth.tokens import Connection, FileTokenStore, RedisTokenStore, TokenService
+from sfconnect import ext, redaction
+from sfconnect.auth.connection import current_connection
 from sfconnect.errors import NotConnected
 from sfconnect.learn import trace
 from sfconnect.settings import Settings
+from sfconnect.store import Conflict, SealedRecords
 
 T = TypeVar("T")
 
@@ -82,45 +79,28 @@ class StepStore:
     Continues of one step, one runs and the other is refused.
     """
 
-    def __init__(self, records: FileTokenStore | RedisTokenStore, key: bytes) -> None:
+    EMPTY = {"pending": None, "approved": None}
+
+    def __init__(self, records: SealedRecords) -> None:
         self.records = records
-        self._fernet = Fernet(key)
 
     def load(self, record_id: str) -> tuple[int | None, dict]:
         """(version or None, document) of a record; an empty document when there is none."""
-        empty = {"pending": None, "approved": None}
-        try:
-            found = self.records.read(record_id)
-        except ValueError:
-            return None, empty
+        found = self.records.read(record_id)
         if found is None:
-            return None, empty
-        version, ciphertext = found
-        try:
-            return version, {**empty, **json.loads(self._fernet.decrypt(ciphertext))}
-        except (InvalidToken, ValueError):
-            return version, empty
+            return None, dict(self.EMPTY)
+        return found.version, {**self.EMPTY, **found.document}
 
     def update(self, record_id: str, change: Callable[[dict], T]) -> T:
         """Apply `change(document)` (which edits it in place) by compare-and-set; its result."""
-        for _ in range(8):
-            version, document = self.load(record_id)
-            before = json.dumps(document, sort_keys=True)
-            result = change(document)
-            if json.dumps(document, sort_keys=True) == before:
-                return result
-            sealed = self._fernet.encrypt(json.dumps(document).encode())
-            if version is None:
-                self.records.create(record_id, sealed)
-                return result
-            if self.records.replace(record_id, version, sealed) is not None:
-                return result
-        raise StaleStep()  # another request kept changing it: nothing ran
+        try:
+            return self.records.update(record_id, change, self.EMPTY)
+        except Conflict:
+            raise StaleStep() from None  # another request kept changing it: nothing ran
 
     def delete(self, record_id: str) -> None:
         """Forget a record."""
-        with suppress(ValueError):
-            self.records.delete(record_id)
+        self.records.delete(record_id)
 
 
 def _store() -> StepStore:
@@ -227,7 +207,7 @@ def discard() -> None:
 def _dispose(step: object) -> None:
     record = step.get("data", {}).get("token_record") if isinstance(step, dict) else None
     if record:
-        service: TokenService = current_app.extensions["sfconnect.tokens"]
+        service = ext.tokens()
         service.disconnect(str(record))  # best effort: False when Salesforce is unreachable
 
 
@@ -381,7 +361,7 @@ def _authorize_page(step_id: str, data: dict) -> StepPage:
 
 
 def _token_page(step_id: str, data: dict) -> StepPage:
-    settings = current_app.extensions["sfconnect.settings"]
+    settings = ext.settings()
     form = {"grant_type": "authorization_code", "code": str(data["code"]),
             "client_id": settings.client_id, "client_secret": settings.client_secret,
             "redirect_uri": str(data.get("redirect_uri") or settings.redirect_uri)}
@@ -409,7 +389,7 @@ def _token_page(step_id: str, data: dict) -> StepPage:
 
 
 def _identity_page(step_id: str, data: dict) -> StepPage:
-    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    service = ext.tokens()
     stored = service.vault.load(str(data.get("token_record") or ""))
     if stored is None:
         discard()
@@ -445,11 +425,11 @@ def _identity_page(step_id: str, data: dict) -> StepPage:
 
 
 def _soap_page(step_id: str, data: dict) -> StepPage:
-    connection = Connection.from_session(session.get("sf"))
+    connection = current_connection()
     if connection is None:
         discard()
         raise NotConnected()
-    service: TokenService = current_app.extensions["sfconnect.tokens"]
+    service = ext.tokens()
     stored = service.vault.load(connection.token_record)
     if stored is None:
         discard()
@@ -459,7 +439,7 @@ def _soap_page(step_id: str, data: dict) -> StepPage:
     argument = str(data["argument"])
     batch_size = int(data["batch_size"]) if data.get("batch_size") else None
     masked_session = redaction.mask(stored.tokens.access_token)
-    envelope = redaction.redact(soap_envelope(current_app.extensions["sfconnect.partner"],
+    envelope = redaction.redact(soap_envelope(ext.partner(),
                                               endpoint, masked_session, operation, argument,
                                               batch_size))
     argument_name = "queryLocator" if operation == "queryMore" else "queryString"
@@ -562,13 +542,7 @@ def _context() -> dict[str, object]:
 def init_app(app: Flask, settings: Settings) -> StepStore:
     """The step records, the switch, the step pages, Continue for paused queries, and the
     stale-step page."""
-    if settings.session_type == "redis":
-        records = RedisTokenStore(app.config["SESSION_REDIS"], settings.session_lifetime,
-                                  prefix="sfconnect:steps:")
-    else:
-        records = FileTokenStore(Path(settings.session_file_dir) / "steps",
-                                 settings.session_lifetime)
-    store = app.extensions[STORE_KEY] = StepStore(records, settings.token_key)
+    store = app.extensions[STORE_KEY] = StepStore(ext.backend(app).sealed("steps"))
     app.register_blueprint(bp)
     on_continue(app, "soap", _continue_soap)
     app.register_error_handler(StaleStep, on_stale_step)

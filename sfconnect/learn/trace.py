@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
 import secrets
 import threading
@@ -26,22 +25,16 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
-from cryptography.fernet import Fernet, InvalidToken
 from flask import Flask, Response, current_app, g, has_request_context, request, session
 
-from sfconnect import redaction
-from sfconnect.auth.tokens import (
-    FileTokenStore,
-    RedisTokenStore,
-    SignatureMismatch,
-    verify_signature,
-)
+from sfconnect import ext, redaction
+from sfconnect.auth.tokens import SignatureMismatch, verify_signature
 from sfconnect.http import observe_exchanges
 from sfconnect.settings import Settings
+from sfconnect.store import SealedRecords
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +281,7 @@ def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
     """The checks the app makes right after an exchange: the signature, the endpoint."""
     if response is None or response.status_code != 200:
         return []
-    settings: Settings = current_app.extensions["sfconnect.settings"]
+    settings = ext.settings()
     if entry["response_step"] == "token response":
         try:
             token = response.json()
@@ -323,7 +316,7 @@ def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
 
 def api_version() -> str:
     """The API version the app fills into `{version}` (SF_API_VERSION, else the WSDL's)."""
-    return current_app.extensions["sfconnect.partner"].api_version
+    return ext.partner().api_version
 
 
 def observe(purpose: str, request: requests.PreparedRequest, response: requests.Response | None,
@@ -394,36 +387,22 @@ class _Unsaved:
 
 
 class TraceStore:
-    """Traces in the token records' stores (files, or Redis hashes), Fernet-encrypted with the
-    token key. Each entry is a record of its own, so appending costs what the new entries cost
-    (a long export adds a hundred exchanges); the trace itself is a small index record of entry
-    ids, replaced by compare-and-set and cut to the last `limit` ids."""
+    """Traces in the record store (sfconnect.store: files or Redis, encrypted with the token
+    key), beside the token records. Each entry is a record of its own, so appending costs what
+    the new entries cost (a long export adds a hundred exchanges); the trace itself is a small
+    index record of entry ids, replaced by compare-and-set and cut to the last `limit` ids."""
 
-    def __init__(self, store: FileTokenStore | RedisTokenStore,
-                 entries: FileTokenStore | RedisTokenStore, key: bytes,
+    def __init__(self, store: SealedRecords, entries: SealedRecords,
                  limit: int = LIMIT) -> None:
         self.store = store  # the index records, one per trace
         self.entries = entries  # one record per entry
         self.limit = limit
-        self._fernet = Fernet(key)
         self._unsaved = _Unsaved()
 
-    def _get(self, record_id: str, store: FileTokenStore | RedisTokenStore | None = None
+    def _get(self, record_id: str, store: SealedRecords | None = None
              ) -> tuple[int | None, dict | None]:
-        try:
-            found = (store or self.store).read(record_id)
-        except ValueError:
-            return None, None  # a malformed id names nothing
-        if found is None:
-            return None, None
-        version, ciphertext = found
-        try:
-            return version, json.loads(self._fernet.decrypt(ciphertext))
-        except (InvalidToken, ValueError):
-            return version, None
-
-    def _seal(self, document: dict) -> bytes:
-        return self._fernet.encrypt(json.dumps(document).encode())
+        found = (store or self.store).read(record_id)
+        return (found.version, found.document) if found else (None, None)
 
     def load(self, trace_id: str | None) -> dict:
         """{"entries": [...], "dropped": how many older entries were cut}."""
@@ -447,7 +426,7 @@ class TraceStore:
             for entry in entries:
                 _finish(entry, index)
                 entry_id = secrets.token_urlsafe(32)
-                self.entries.create(entry_id, self._seal({**entry, "seq": number}))
+                self.entries.create(entry_id, {**entry, "seq": number})
                 created.append(entry_id)
                 number += 1
             ids += created
@@ -455,8 +434,8 @@ class TraceStore:
             updated = {**index, "ids": ids, "next": number,
                        "dropped": int(index["dropped"]) + len(cut)}
             if version is None:
-                self.store.create(trace_id, self._seal(updated))
-            elif self.store.replace(trace_id, version, self._seal(updated)) is None:
+                self.store.create(trace_id, updated)
+            elif self.store.replace(trace_id, version, updated) is None:
                 for entry_id in created:  # lost the race: write them again on the new index
                     self.entries.delete(entry_id)
                 continue
@@ -489,10 +468,7 @@ class TraceStore:
         index = self._get(trace_id)[1] or {}
         for entry_id in index.get("ids", []):
             self.entries.delete(entry_id)
-        try:
-            self.store.delete(trace_id)
-        except ValueError:
-            pass  # a malformed id names no trace
+        self.store.delete(trace_id)  # a malformed id names no trace
 
 
 def _finish(entry: dict, index: dict) -> None:
@@ -523,7 +499,7 @@ def _before() -> None:
     g.trace_id_at_start = session.get(SESSION_KEY)
     if request.endpoint != "oauth.callback":
         return
-    settings: Settings = current_app.extensions["sfconnect.settings"]
+    settings = ext.settings()
     login = next((h.url for h in settings.login_hosts), "")
     now = time.time()
     _buffer(create=True).extend([
@@ -617,16 +593,8 @@ def _teardown(_error: BaseException | None) -> None:
 
 def init_app(app: Flask, settings: Settings) -> TraceStore:
     """Keep traces next to the token records (Redis or files) and record every exchange."""
-    ttl = settings.session_lifetime
-    if settings.session_type == "redis":
-        client = app.config["SESSION_REDIS"]
-        index = RedisTokenStore(client, ttl, prefix="sfconnect:trace:")
-        entries = RedisTokenStore(client, ttl, prefix="sfconnect:trace-entry:")
-    else:
-        base = Path(settings.session_file_dir)
-        index = FileTokenStore(base / "traces", ttl)
-        entries = FileTokenStore(base / "trace-entries", ttl)
-    store = TraceStore(index, entries, settings.token_key)
+    backend = ext.backend(app)
+    store = TraceStore(backend.sealed("traces"), backend.sealed("trace-entries"))
     app.extensions["sfconnect.trace"] = store
     app.before_request(_before)
     app.after_request(_after)

@@ -27,6 +27,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
+from sfconnect import ext
 from sfconnect.errors import json_error
 from sfconnect.web import workbench
 
@@ -116,7 +117,7 @@ def _login(args: Mapping[str, str]) -> tuple[str, str]:
         return ("Continue a sign-in paused in step-by-step mode: go on to Salesforce's sign-in "
                 "page.", "Continue to Salesforce")
     choice = args.get("login")
-    host = current_app.extensions["sfconnect.settings"].login_host(choice)
+    host = ext.settings().login_host(choice)
     if host is None:
         return (f"Start signing in at a login host this app is not configured for ({choice}); "
                 "the app will refuse it.", "Continue")

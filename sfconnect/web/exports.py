@@ -33,13 +33,14 @@ from flask import (
     Flask,
     Response,
     copy_current_request_context,
-    current_app,
     redirect,
     request,
     session,
     stream_with_context,
 )
 
+from sfconnect import ext
+from sfconnect.auth.connection import call_with_session
 from sfconnect.errors import GateRefused, NotConnected, SalesforceFault, UpstreamError, json_error
 from sfconnect.learn import trace
 from sfconnect.salesforce import records as records_module
@@ -59,15 +60,12 @@ def init_app(app: Flask) -> None:
 
 
 def _call_with_session(call: Callable[[str, str], QueryBatch]) -> QueryBatch:
-    from sfconnect.auth.tokens import (
-        call_with_session,  # the browser's user; refreshes once on INVALID_SESSION
-    )
-
+    # As the browser's user; refreshes once on INVALID_SESSION_ID.
     return call_with_session(call)
 
 
 def _client() -> PartnerClient:
-    return current_app.extensions["sfconnect.partner"]
+    return ext.partner()
 
 
 def _batch_size() -> int:

@@ -24,8 +24,9 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from sfconnect import ext
+from sfconnect.auth.connection import Connection, call_with_session, connected, current_connection
 from sfconnect.auth.oauth import MAX_SOQL
-from sfconnect.auth.tokens import Connection, call_with_session
 from sfconnect.errors import (
     GateRefused,
     InvalidSession,
@@ -54,10 +55,6 @@ def _single(name: str) -> str | None:
     if len(values) > 1:
         abort(400, description=f"The parameter {name!r} was given more than once.")
     return values[0] if values else None
-
-
-def _connection() -> Connection | None:
-    return Connection.from_session(session.get("sf"))
 
 
 def _options() -> workbench.RecentQuery:
@@ -99,7 +96,7 @@ def _form_context(options: workbench.RecentQuery) -> dict[str, object]:
 @bp.get("/")
 def index():  # noqa: ANN201
     """Not connected: the Connect button. Connected: who you are and the SOQL form."""
-    connection = _connection()
+    connection = current_connection()
     soql = _single("q") or ""
     if connection is None:
         soql = soql if len(soql) <= MAX_SOQL else ""
@@ -111,11 +108,10 @@ def index():  # noqa: ANN201
 
 
 @bp.post("/query")
+@connected
 def submit_query():  # noqa: ANN201
     """The SOQL form (CSRF-checked): redirect to the results page, so that reloading it or going
     back never re-posts, and SOQL of any length works (a long query is named by an id)."""
-    if _connection() is None:
-        return redirect(url_for("views.index"))
     soql = (request.form.get("q") or "").strip()
     if not soql:
         return redirect(url_for("views.index"))
@@ -131,6 +127,7 @@ def submit_query():  # noqa: ANN201
 
 
 @bp.get("/query")
+@connected
 def query():  # noqa: ANN201
     """Run SOQL (or queryAll) through the partner API and show one batch, with a link to the next.
 
@@ -138,8 +135,6 @@ def query():  # noqa: ANN201
     leaves the server). A locator that expired or was used up answers with a page that offers to
     run the query again.
     """
-    if _connection() is None:
-        return redirect(url_for("views.index"))
     options = _options()
     soql = options.soql
     if not soql:
@@ -154,7 +149,7 @@ def query():  # noqa: ANN201
         return steps.page(steps.pause("soap", {
             "target": request.full_path, "operation": operation, "argument": locator or soql,
             "batch_size": options.batch_size}))
-    partner = current_app.extensions["sfconnect.partner"]
+    partner = ext.partner()
     began = perf_counter()
     try:
         if locator:
@@ -227,11 +222,11 @@ def _describe(connection: Connection | None, fetch: Callable[[str, str], object]
 @bp.get("/describe")
 def describe_global():  # noqa: ANN201
     """The queryable objects (describeGlobal), for SOQL suggestions; cached in the session."""
-    connection = _connection()
+    connection = current_connection()
     cache = _describe_cache(connection) if connection else None
     if cache and cache.get("global") is not None:
         return _describe_json({"sobjects": cache["global"]})
-    partner = current_app.extensions["sfconnect.partner"]
+    partner = ext.partner()
     reply, error = _describe(connection, lambda endpoint, sid: partner.describe_global(
         endpoint, sid))
     if error is not None:
@@ -246,11 +241,11 @@ def describe_sobject(sobject: str):  # noqa: ANN201
     """The fields and child relationships of one object (describeSObject); cached per session."""
     if not workbench.is_sobject_name(sobject):
         return json_error(404, "INVALID_TYPE", f"'{sobject}' is not an sObject name.")
-    connection = _connection()
+    connection = current_connection()
     cache = _describe_cache(connection) if connection else None
     if cache and sobject.lower() in cache["objects"]:
         return _describe_json(cache["objects"][sobject.lower()])
-    partner = current_app.extensions["sfconnect.partner"]
+    partner = ext.partner()
     reply, error = _describe(connection, lambda endpoint, sid: partner.describe_sobject(
         endpoint, sid, sobject))
     if error is not None:
@@ -271,7 +266,7 @@ def _describe_json(body: dict):  # noqa: ANN202
 def healthz():  # noqa: ANN201
     """200 when the app can serve: its session store answers."""
     try:
-        current_app.extensions["sfconnect.store_check"]()
+        ext.store_check()()
     except Exception as error:  # noqa: BLE001 - any store failure means "cannot serve"
         log.warning("health check failed: %s", type(error).__name__)
         return {"status": "unavailable", "detail": "the session store is not reachable"}, 503

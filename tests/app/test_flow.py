@@ -300,7 +300,7 @@ def test_logout_needs_csrf_then_revokes_and_clears(connected, local_org):
     vault = running.app.extensions["sfconnect.tokens"].vault
     data = session_data(running, http)
     assert not data or "sf" not in data
-    assert not any(vault.store.directory.glob("*.json")), "the token record is gone"
+    assert not any(vault.records.records.directory.glob("*.json")), "the token record is gone"
     assert http.get(f"{running.url}/query", params={"q": CONTACTS_WITH_ACCOUNT},
                     allow_redirects=False).status_code == 302
 

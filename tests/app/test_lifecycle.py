@@ -64,7 +64,7 @@ def test_rest_401_refreshes_once_and_retries(start_app, fresh_org):
     """The REST API answers a dead token with 401 INVALID_SESSION_ID: TokenService.with_tokens
     (what every call with the user's token goes through) refreshes once and retries, over real
     HTTP to the org's REST query resource."""
-    from sfconnect.auth.tokens import Connection
+    from sfconnect.auth.connection import Connection
     from sfconnect.salesforce import rest
 
     running, http = connect(start_app, fresh_org)

@@ -15,7 +15,8 @@ import pytest
 import requests
 from conftest_flow import ZOE, connect, counters, logout_csrf, sign_in, sign_in_at, token_set
 
-from sfconnect.auth.tokens import TOUCH_EVERY_S, ExpirySweeper, TokenSet
+from sfconnect.auth.expiry import TOUCH_EVERY_S, ExpirySweeper
+from sfconnect.auth.tokens import TokenSet
 
 SOAP_CALL = """<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"

@@ -97,10 +97,11 @@ def test_trace_is_kept_in_redis_with_redis_sessions_and_deleted_at_logout(start_
 def test_trace_keeps_the_last_hundred_entries(tmp_path):
     from cryptography.fernet import Fernet
 
-    from sfconnect.auth.tokens import FileTokenStore
+    from sfconnect.store import FileRecords, SealedRecords
 
-    entries = FileTokenStore(tmp_path / "entries", 3600)
-    store = TraceStore(FileTokenStore(tmp_path / "index", 3600), entries, Fernet.generate_key())
+    key = Fernet.generate_key()
+    entries = SealedRecords(FileRecords(tmp_path / "entries", 3600), key)
+    store = TraceStore(SealedRecords(FileRecords(tmp_path / "index", 3600), key), entries)
     trace_id = "t" * 43
     for batch in range(12):
         store.append(trace_id, [{"step": f"step {batch}-{i}", "started": 0.0,
