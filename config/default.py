@@ -30,6 +30,8 @@ REDIS_URL = ""
 SESSION_LIFETIME = "28800"
 # Seconds to wait for Salesforce's answer to any one call (token, identity, SOAP).
 SF_HTTP_TIMEOUT = "30"
+# "off" runs the core alone: no trace, no step-by-step mode, no /flow /flows /compare /setup.
+SF_LEARNING = "on"
 # `flask sf token --flow jwt`: the private key (PEM) that signs the assertion, and its user.
 SF_JWT_KEY_FILE = ""
 SF_USERNAME = ""

@@ -6,6 +6,8 @@
 
 Values are Python objects (str, bool, int, float, datetime.date, aware datetime.datetime);
 `soql.py` turns them into the partner API's text form.
+
+Long because it is mostly data: the schema of five sObjects, field by field, as describe answers.
 """
 from __future__ import annotations
 

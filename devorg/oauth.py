@@ -4,6 +4,9 @@ Built on Authlib's authorization server. Salesforce differs from RFC 6749 in its
 texts, in its token response (no `expires_in`; `signature`, `instance_url`, `id`, `issued_at`) and
 in that it accepts the JWT bearer grant without a client secret; the subclasses below add exactly
 those differences and leave the protocol checks to Authlib.
+
+Long because it holds one small subclass per Authlib grant, plus the login and consent pages that
+lead to them; each is short, and they share the org's error mapping.
 """
 from __future__ import annotations
 

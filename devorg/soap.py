@@ -4,6 +4,9 @@ Operations: query, queryAll, queryMore, getUserInfo, describeGlobal, describeSOb
 getServerTimestamp. Requests are parsed with lxml; responses are written from string templates,
 byte for byte in the partner API's shape (namespaces, `xsi:type`, nil rules, the doubled `Id`),
 because a 2,000-record batch must be served in a few milliseconds.
+
+Long because each operation's reply is a template of its own, written out in full so that it
+reads like the XML it produces.
 """
 from __future__ import annotations
 

@@ -5,6 +5,10 @@
 
 Faults are `SoqlError`s carrying Salesforce's exception code and its exact exceptionMessage,
 including the "\\n<query>\\n   ^\\nERROR at Row:1:Column:4\\n<text>" pointer for query faults.
+
+One module of over a thousand lines on purpose: the grammar, the schema checks, the evaluator and
+the projection share one tree and one set of fault texts; split, each part would import the
+others' internals.
 """
 from __future__ import annotations
 

@@ -25,8 +25,6 @@ from sfconnect.auth.tokens import TokenService, TokenVault
 from sfconnect.auth.trust import TrustPolicy
 from sfconnect.errors import error_page, json_error
 from sfconnect.http import token_gate
-from sfconnect.learn import pages as learn
-from sfconnect.learn import steps
 from sfconnect.redaction import install_log_redaction
 from sfconnect.settings import ConfigError, Settings, load_settings
 from sfconnect.store import Backend, StoreUnavailable
@@ -100,8 +98,13 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     ))
     views.init_app(app)
     exports.init_app(app)
-    learn.init_app(app, config)  # the trace, /flow, /flows, /compare, /setup, `flask sf`
-    steps.init_app(app, config)  # step-by-step mode: the switch, the step pages, Continue
+    if config.learning:
+        # Only here: the learning features watch the core through sfconnect.hooks and the
+        # outbound-exchange observers; the core never imports them.
+        from sfconnect.learn import pages, steps
+
+        pages.init_app(app, config)  # the trace, /flow, /flows, /compare, /setup, `flask sf`
+        steps.init_app(app, config)  # step-by-step mode: the switch, the step pages, Continue
 
     app.context_processor(_page_context)
     app.after_request(_security_headers(config))
@@ -181,7 +184,9 @@ def _store_unavailable(error: Exception):  # noqa: ANN202
 
 def _page_context() -> dict[str, object]:
     """What every page shows in its header: the app's name and who is connected."""
-    return {"connection": current_connection(), "login_hosts": ext.settings().login_hosts}
+    settings = ext.settings()
+    return {"connection": current_connection(), "login_hosts": settings.login_hosts,
+            "learning": settings.learning}
 
 
 def _security_headers(config: Settings) -> Callable[[Response], Response]:

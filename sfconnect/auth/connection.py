@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from flask import redirect, session, url_for
@@ -32,16 +32,24 @@ class Connection:
     partner_url: str
     login_url: str
     instance_url: str
+    # The identity's endpoints (urls.query, urls.rest ...), "{version}" unfilled; kept at sign-in
+    # and at Refresh identity, read by the pages that need one.
+    urls: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_session(cls, value: object) -> Connection | None:
         """Read the session's "sf" entry; None when absent or malformed."""
         if not isinstance(value, dict):
             return None
+        urls = value.get("urls")
         try:
-            return cls(**{name: str(value[name]) for name in cls.__dataclass_fields__})
+            fields = {name: str(value[name]) for name in cls.__dataclass_fields__
+                      if name != "urls"}
         except KeyError:
             return None
+        if not isinstance(urls, dict):
+            urls = {}  # a session from before the urls were kept with it
+        return cls(**fields, urls={str(k): str(v) for k, v in urls.items()})
 
     def to_session(self) -> dict[str, str]:
         """The session's "sf" entry."""

@@ -27,6 +27,7 @@ class Identity:
     display_name: str
     email: str | None
     partner_url: str  # with the literal "{version}"
+    urls: dict[str, str]  # every endpoint the identity names (`urls`), "{version}" unfilled
 
 
 def fetch_identity(http: TokenGate, tokens: TokenSet) -> Identity:
@@ -53,6 +54,7 @@ def fetch_identity(http: TokenGate, tokens: TokenSet) -> Identity:
             display_name=str(body.get("display_name") or body["username"]),
             email=body.get("email"),
             partner_url=str(urls["partner"]),
+            urls={str(name): url for name, url in urls.items() if isinstance(url, str)},
         )
     except (ValueError, KeyError, TypeError):
         raise UpstreamError(SERVICE, "the identity service answered something unreadable") \

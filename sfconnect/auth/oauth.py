@@ -35,7 +35,7 @@ from flask import (
     url_for,
 )
 
-from sfconnect import ext
+from sfconnect import ext, hooks
 from sfconnect.auth import identity
 from sfconnect.auth.connection import (
     SESSION_KEY,
@@ -48,7 +48,6 @@ from sfconnect.auth.tokens import TokenSet, verify_signature
 from sfconnect.auth.trust import TrustPolicy
 from sfconnect.errors import UpstreamError
 from sfconnect.http import TokenGate, token_gate
-from sfconnect.learn import steps
 from sfconnect.settings import LoginHost, Settings
 
 bp = Blueprint("oauth", __name__)
@@ -179,8 +178,6 @@ def init_app(app: Flask, settings: Settings, trust: TrustPolicy) -> SalesforceOA
     oauth = SalesforceOAuth(app, settings, token_gate("oauth", trust, settings.http_timeouts))
     ext.register(app, "oauth", oauth)
     app.register_blueprint(bp)
-    steps.on_continue(app, "token", _continue_token_request)
-    steps.on_continue(app, "identity", _continue_identity_request)
     ext.register(app, "sweeper", ExpirySweeper())
     app.before_request(_note_connection_in_use)
     app.after_request(_sweep_now_and_then)
@@ -226,14 +223,9 @@ def _single(name: str, max_length: int | None = None) -> str | None:
 
 @bp.get("/login")
 def login():  # noqa: ANN201
-    """Start the web server flow at the chosen login host.
-
-    In step-by-step mode the authorize URL is shown first; its Continue is /login?step=<id>,
-    which redirects to that same URL (the state and PKCE pair Authlib made and kept then).
-    """
-    step_id = _single("step", MAX_CALLBACK_PARAM)
-    if step_id is not None:
-        return redirect(steps.take(step_id, "authorize")["data"]["url"])
+    """Start the web server flow at the chosen login host: Authlib makes the authorize URL and
+    keeps its state and PKCE verifier in the session; the browser goes there (unless a pause hook,
+    step-by-step mode, shows the URL first)."""
     host = ext.settings().login_host(_single("login"))
     if host is None:
         abort(400, description="That login host is not one this app is configured for.")
@@ -241,12 +233,12 @@ def login():  # noqa: ANN201
     if soql and len(soql) <= MAX_SOQL:
         session["pending_soql"] = soql  # shown again in the form once connected
     client = ext.oauth().clients[host.key]
-    if steps.is_on():
-        # What authorize_redirect does, with a step page in place of the redirect.
-        authorization = client.create_authorization_url(redirect_uri=ext.settings().redirect_uri)
-        client.save_authorize_data(redirect_uri=ext.settings().redirect_uri, **authorization)
-        return steps.page(steps.pause("authorize", {"url": authorization["url"]}))
-    return client.authorize_redirect(redirect_uri=ext.settings().redirect_uri)
+    # What Authlib's authorize_redirect does, with a pause point before the redirect.
+    redirect_uri = ext.settings().redirect_uri
+    authorization = client.create_authorization_url(redirect_uri=redirect_uri)
+    client.save_authorize_data(redirect_uri=redirect_uri, **authorization)
+    return hooks.pause_at("authorize", {"url": authorization["url"]}) or redirect(
+        authorization["url"])
 
 
 @bp.get("/oauth/callback")
@@ -270,16 +262,16 @@ def callback():  # noqa: ANN201
     if not code:
         client.framework.clear_state_data(session, state)
         return _refuse("The sign-in answer carries no authorization code.")
-    if steps.is_on():
-        # The state is used up now, as authorize_access_token would; the code and the verifier
-        # wait on the server, encrypted in the step record, for Continue (shown masked).
-        authorization = client.framework.get_state_data(session, state) or {}
+    authorization = client.framework.get_state_data(session, state) or {}
+    paused = hooks.pause_at("token", {
+        "login": client.login_host.url, "state": state, "code": code,
+        "token_url": client.access_token_url, "redirect_uri": authorization.get("redirect_uri"),
+        "code_verifier": authorization.get("code_verifier")})
+    if paused is not None:
+        # The state is used up now, as authorize_access_token would use it; the code and the
+        # verifier wait with the paused step (see sfconnect.learn.steps), for its Continue.
         client.framework.clear_state_data(session, state)
-        steps.pause("token", {"login": client.login_host.url, "state": state, "code": code,
-                              "token_url": client.access_token_url,
-                              "redirect_uri": authorization.get("redirect_uri"),
-                              "code_verifier": authorization.get("code_verifier")})
-        return redirect(url_for("steps.show"), code=303)
+        return paused
 
     settings = ext.settings()
     with upstream("oauth"):
@@ -292,15 +284,15 @@ def callback():  # noqa: ANN201
         # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
         ext.tokens().revoke_tokens(tokens)
         raise
-    return _signed_in(client.login_host.url, tokens, who)
+    return signed_in(client.login_host.url, tokens, who)
 
 
-def _signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa: ANN202
+def signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa: ANN202
                record_id: str | None = None):
     """Keep who signed in with their token record (stored now unless `record_id` holds it
     already); back home with a new session id. The connection it replaces is revoked first."""
     service = ext.tokens()
-    _disconnect_previous(keep=record_id)
+    disconnect_previous(keep=record_id)
     if record_id is None:
         record_id = service.vault.create(tokens)
     else:
@@ -308,7 +300,7 @@ def _signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa
     session[SESSION_KEY] = Connection(
         token_record=record_id, user_id=who.user_id, organization_id=who.organization_id,
         username=who.username, display_name=who.display_name, partner_url=who.partner_url,
-        login_url=login_url, instance_url=tokens.instance_url,
+        login_url=login_url, instance_url=tokens.instance_url, urls=who.urls,
     ).to_session()
     session[TOUCHED_KEY] = time.time()
     soql = session.pop("pending_soql", None)
@@ -317,7 +309,7 @@ def _signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa
     return redirect(url_for("views.index", q=soql) if soql else url_for("views.index"))
 
 
-def _disconnect_previous(keep: str | None = None) -> None:
+def disconnect_previous(keep: str | None = None) -> None:
     """Revoke the connection this browser session holds (unless its record is `keep`): a new
     sign-in replaces it, and a replaced token family must not stay alive."""
     previous = Connection.from_session(session.pop(SESSION_KEY, None))
@@ -327,43 +319,6 @@ def _disconnect_previous(keep: str | None = None) -> None:
         flash("Salesforce could not be reached to revoke the token of your previous sign-in. It "
               "will expire on its own; you can also revoke it in Salesforce (Settings → Connected "
               "Apps OAuth Usage).", "warning")
-
-
-def _continue_token_request(data: dict):  # noqa: ANN202
-    """Step-by-step mode, Continue on the token request: exchange the code, keep the tokens in a
-    token record of their own, and pause again before the identity call."""
-    client = ext.oauth().client_for_url(str(data["login"]))
-    if client is None:
-        raise steps.StaleStep()
-    params = {"code": data["code"], "state": data["state"]}
-    if data.get("code_verifier"):
-        params["code_verifier"] = data["code_verifier"]
-    with upstream("oauth"):
-        token = client.fetch_access_token(redirect_uri=data.get("redirect_uri"),
-                                          allow_redirects=False, **params)
-    verify_signature(token, ext.settings().client_secret)
-    tokens = TokenSet.from_response(token, client.login_host.url)
-    _disconnect_previous()  # the new family is stored now: the one it replaces is revoked first
-    steps.pause("identity", {"login": client.login_host.url,
-                             "token_record": ext.tokens().vault.create(tokens)})
-    return redirect(url_for("steps.show"), code=303)
-
-
-def _continue_identity_request(data: dict):  # noqa: ANN202
-    """Step-by-step mode, Continue on the identity call: meet the user, finish signing in."""
-    service = ext.tokens()
-    record_id = str(data.get("token_record") or "")
-    stored = service.vault.load(record_id)
-    if stored is None:
-        raise steps.StaleStep()
-    try:
-        who = identity.fetch_identity(ext.identity_http(),
-                                      stored.tokens)
-    except Exception:
-        # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
-        service.disconnect(record_id)
-        raise
-    return _signed_in(str(data["login"]), stored.tokens, who, record_id)
 
 
 @bp.post("/identity/refresh")
@@ -387,7 +342,7 @@ def refresh_identity():  # noqa: ANN201
         token_record=connection.token_record, user_id=who.user_id,
         organization_id=who.organization_id, username=who.username,
         display_name=who.display_name, partner_url=who.partner_url,
-        login_url=connection.login_url, instance_url=connection.instance_url,
+        login_url=connection.login_url, instance_url=connection.instance_url, urls=who.urls,
     ).to_session()
     flash(f"Salesforce confirmed who you are: {who.display_name} ({who.username}).", "info")
     return redirect(url_for("views.index"))
@@ -405,8 +360,8 @@ def logout():  # noqa: ANN201
     revoked = True
     if connection is not None:
         revoked = ext.tokens().disconnect(connection.token_record)
-    step_mode = steps.is_on()
-    steps.set_mode(False)  # a sign-in paused after its token exchange: its tokens are revoked
+    app = current_app._get_current_object()
+    hooks.signing_out.send(app)  # step-by-step mode drops a sign-in paused after its exchange
     session.clear()
     if connection is not None:
         if revoked:
@@ -416,6 +371,5 @@ def logout():  # noqa: ANN201
                   "token. It will expire on its own; you can also revoke it in Salesforce "
                   "(Settings → Connected Apps OAuth Usage).", "warning")
     current_app.session_interface.regenerate(session)
-    if step_mode:
-        steps.set_mode(True)  # the switch outlives the sign-in it was used for
+    hooks.signed_out.send(app)  # ... and keeps its switch, which outlives the sign-in
     return redirect(url_for("views.index"))

@@ -13,12 +13,12 @@ from flask import (
     Response,
     render_template,
     request,
-    session,
 )
 from markupsafe import Markup
 
 from sfconnect import ext
 from sfconnect.auth.connection import (
+    Connection,
     call_with_session,
     connected,
     current_connection,
@@ -26,9 +26,9 @@ from sfconnect.auth.connection import (
 )
 from sfconnect.auth.tokens import TokenSet
 from sfconnect.auth.trust import SALESFORCE_DOMAINS, is_loopback
-from sfconnect.errors import SalesforceFault
+from sfconnect.errors import NotConnected, SalesforceFault
 from sfconnect.http import token_gate
-from sfconnect.learn import diagram, har, trace
+from sfconnect.learn import diagram, har, trace, trace_store
 from sfconnect.salesforce import rest
 from sfconnect.settings import Settings
 
@@ -140,7 +140,7 @@ def flow():  # noqa: ANN201
     document = trace.current_trace()
     entries = document["entries"]
     return render_template("flow.html", entries=entries, dropped=document.get("dropped", 0),
-                           limit=trace.LIMIT, explain=trace.explanation,
+                           limit=trace_store.LIMIT, explain=trace.explanation,
                            params_of=trace.params_of, svg=Markup(diagram.render_svg(entries)))  # noqa: S704 - built from escaped parts
 
 
@@ -186,7 +186,8 @@ def compare():  # noqa: ANN201
     soap_ms = (perf_counter() - began) * 1000
     soap_entry = _last_entry("SOAP request")
     began = perf_counter()
-    rest_result = with_session_tokens(lambda connection, tokens: _rest_query(tokens, soql))
+    rest_result = with_session_tokens(lambda connection, tokens: _rest_query(connection, tokens,
+                                                                             soql))
     rest_ms = (perf_counter() - began) * 1000
     rest_entry = _last_entry("REST query")
 
@@ -210,29 +211,14 @@ def _record_id(record: object) -> str:
     return str(record)
 
 
-def _rest_query(tokens: TokenSet, soql: str) -> rest.RestQueryResult:
-    service = ext.tokens()
-    urls = session.get(trace.URLS_KEY) or _identity_urls(tokens)
-    url = service.trust.check(rest.query_url(urls["query"], trace.api_version()))
+def _rest_query(connection: Connection, tokens: TokenSet, soql: str) -> rest.RestQueryResult:
+    """The REST query at the connection's urls.query (kept by sign-in from the identity)."""
+    if "query" not in connection.urls:
+        raise NotConnected("This sign-in predates the REST endpoint being kept with it: use "
+                           "Refresh identity, or connect again.")
+    url = ext.tokens().trust.check(rest.query_url(connection.urls["query"],
+                                                  trace.api_version()))
     return rest.query(ext.rest_http(), url, tokens.access_token, soql)
-
-
-def _identity_urls(tokens: TokenSet) -> dict[str, str]:
-    """The identity's urls when the session has none (it was signed in before they were kept)."""
-    from sfconnect.errors import InvalidSession, UpstreamError
-
-    service = ext.tokens()
-    response = ext.identity_http().get(
-        service.trust.check(tokens.id_url),
-        headers={"Authorization": f"Bearer {tokens.access_token}"}, allow_redirects=False)
-    if response.status_code in (401, 403):
-        raise InvalidSession("Bad_OAuth_Token", "The identity service refused the access token.")
-    try:
-        urls = {str(k): str(v) for k, v in response.json()["urls"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise UpstreamError("identity", "the identity service answered no urls") from None
-    session[trace.URLS_KEY] = urls
-    return urls
 
 
 def _last_entry(step: str) -> dict | None:
@@ -288,9 +274,9 @@ def _checks(settings: Settings) -> list[dict[str, object]]:
 
 def _endpoints_context() -> dict[str, object]:
     """`identity_endpoints` for templates/_endpoints.html: the identity's urls, {version} filled."""
-    urls = session.get(trace.URLS_KEY) if request.endpoint == "views.index" else None
-    connection = current_connection() if urls else None
-    if not urls or connection is None:
+    connection = current_connection() if request.endpoint == "views.index" else None
+    urls = connection.urls if connection is not None else None
+    if not urls:
         return {"identity_endpoints": None}
     version = trace.api_version()
     rows = [{"name": name, "template": url, "url": url.replace("{version}", version),

@@ -7,7 +7,8 @@ step record (StepStore, server-side), and show it parameter by parameter, secret
 as in the trace (sfconnect.redaction):
 
     authorize  GET /login         the authorize URL, before the redirect (state and PKCE already
-                                  made and kept by Authlib); Continue is GET /login?step=<id>
+                                  made and kept by Authlib); Continue is
+                                  GET /step/authorize?step=<id>
     token      /oauth/callback    the token request, after the state was checked
     identity   after the token    GET on the id URL with Authorization: Bearer
     soap       GET /query         the SOAP envelope and the endpoint with {version} filled
@@ -15,8 +16,10 @@ as in the trace (sfconnect.redaction):
 Continue (`POST /step` with `continue=<id>`, CSRF-checked) takes the pending step out of the
 record, so it runs once: a replayed or stale Continue is refused with a 400 page. The browser sends
 nothing but the step's id; the code, the verifier and the token record id stay on the server.
-Each pause point's module registers what its Continue does (`on_continue`); this module keeps the
-state machine and the descriptions, and never calls Salesforce itself.
+The core knows nothing of this mode: it offers pause points (sfconnect.hooks.pause_at) and
+logout signals, and this module installs a hook on them. What a Continue does is registered per
+kind (`on_continue`); the sign-in's own Continues (the token request, the identity call) call the
+core's sign-in functions (sfconnect.auth.oauth).
 """
 from __future__ import annotations
 
@@ -24,15 +27,14 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import (
     Blueprint,
     Flask,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -40,12 +42,12 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from lxml import etree
 
-from sfconnect import ext, redaction
-from sfconnect.auth.connection import current_connection
+from sfconnect import ext, hooks
+from sfconnect.auth import identity, oauth
+from sfconnect.auth.tokens import TokenSet, verify_signature
 from sfconnect.errors import NotConnected
-from sfconnect.learn import trace
+from sfconnect.learn.step_pages import StaleStep, describe
 from sfconnect.settings import Settings
 from sfconnect.store import Conflict, SealedRecords
 
@@ -61,10 +63,6 @@ KINDS = ("authorize", "token", "identity", "soap")
 SIGN_IN_STEPS = 4
 
 Handler = Callable[[dict], ResponseReturnValue]
-
-
-class StaleStep(Exception):
-    """A Continue for a step that is not pending: already continued, replaced or discarded."""
 
 
 class StepStore:
@@ -243,246 +241,6 @@ def on_continue(app: Flask, kind: str, handler: Handler) -> None:
     app.extensions.setdefault(HANDLERS_KEY, {})[kind] = handler
 
 
-# ------------------------------------------------------------------------------ descriptions
-
-@dataclass(frozen=True)
-class Row:
-    """One parameter or header of a step: its name, its (masked) value, what it is for."""
-
-    name: str
-    value: str
-    purpose: str = ""
-
-
-@dataclass(frozen=True)
-class StepPage:
-    """What step.html shows for a pending step."""
-
-    step_id: str
-    kind: str
-    number: int
-    title: str
-    lead: str
-    trace_step: str  # the step's name in the trace, for its explanation
-    method: str
-    url: str
-    params_caption: str
-    params: list[Row]
-    headers: list[Row] = field(default_factory=list)
-    body: str | None = None
-    body_caption: str = "Body"
-    received_caption: str = ""
-    received: list[Row] = field(default_factory=list)
-    continue_url: str | None = None  # a link (GET); otherwise the Continue form posts to /step
-    continue_label: str = "Continue"
-    note: str = ""
-
-    @property
-    def why(self) -> str:
-        """The two or three sentences the trace gives for this step."""
-        return trace.explanation(self.trace_step)
-
-
-AUTHORIZE_PARAMS = {
-    "response_type": "code: the web server flow. Salesforce answers with an authorization code "
-                     "for the app to exchange, never with a token in the URL (RFC 6749 §4.1.1).",
-    "client_id": "The consumer key: which External Client App (Connected App) is asking "
-                 "(RFC 6749 §2.2, §4.1.1).",
-    "redirect_uri": "Where Salesforce sends the browser back with the code. It must equal one of "
-                    "the app's registered callback URLs exactly, or Salesforce answers "
-                    "redirect_uri_mismatch (RFC 6749 §3.1.2, §4.1.1).",
-    "scope": "What the app asks to be allowed: api for the APIs, refresh_token to stay "
-             "connected (RFC 6749 §3.3; Salesforce's \"OAuth Tokens and Scopes\").",
-    "state": "A one-time random value kept in this app's server-side session. The callback must "
-             "bring it back unchanged, so an answer to a sign-in this browser did not start is "
-             "refused (RFC 6749 §4.1.1, §10.12).",
-    "code_challenge": "BASE64URL(SHA256(code_verifier)). The verifier itself stays on the server "
-                      "until the token request, so a code stolen on its way back is useless "
-                      "(RFC 7636 §4.2, §4.3).",
-    "code_challenge_method": "S256: the challenge is the SHA-256 hash of the verifier, never the "
-                             "verifier itself (RFC 7636 §4.3).",
-    "nonce": "OpenID Connect: a value the ID token must repeat (OpenID Connect Core §3.1.2.1).",
-    "prompt": "Whether Salesforce must ask again: login, consent (OpenID Connect Core §3.1.2.1).",
-}
-TOKEN_PARAMS = {
-    "grant_type": "authorization_code: trade the code from the callback for tokens "
-                  "(RFC 6749 §4.1.3).",
-    "code": "The code the callback brought. Single use, and Salesforce lets it live 15 minutes. "
-            "Masked to its first 6 and last 4 characters, as in the trace.",
-    "client_id": "The consumer key again (RFC 6749 §4.1.3).",
-    "client_secret": "The consumer secret, in the body (client_secret_post, RFC 6749 §2.3.1): the "
-                     "app proves it is the registered app. It never reaches the browser; hidden "
-                     "entirely.",
-    "redirect_uri": "The same redirect_uri as in the authorization request; Salesforce checks "
-                    "that they match (RFC 6749 §4.1.3).",
-    "code_verifier": "The PKCE secret whose hash was the code_challenge: Salesforce hashes it "
-                     "and compares (RFC 7636 §4.5). Hidden entirely.",
-}
-TOKEN_ORDER = ("grant_type", "code", "client_id", "client_secret", "redirect_uri",
-               "code_verifier")
-FORM_HEADERS = (
-    Row("Content-Type", "application/x-www-form-urlencoded",
-        "The parameters travel in the body, never in the URL (RFC 6749 §4.1.3)."),
-    Row("Accept", "application/json", "Salesforce answers with JSON."),
-)
-
-
-def describe(step: Mapping[str, object]) -> StepPage:
-    """The page of a pending step. Raises StaleStep when what it needs is gone."""
-    kind = str(step["kind"])
-    data = step["data"]
-    assert isinstance(data, dict)
-    step_id = str(step["id"])
-    if kind == "authorize":
-        return _authorize_page(step_id, data)
-    if kind == "token":
-        return _token_page(step_id, data)
-    if kind == "identity":
-        return _identity_page(step_id, data)
-    return _soap_page(step_id, data)
-
-
-def _authorize_page(step_id: str, data: dict) -> StepPage:
-    url = str(data["url"])
-    params = [Row(name, redaction.mask_param(name, value), AUTHORIZE_PARAMS.get(name, ""))
-              for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
-    return StepPage(
-        step_id=step_id, kind="authorize", number=1, title="The authorization request",
-        lead="Instead of redirecting your browser at once, the app shows the URL it is about to "
-             "send it to: Salesforce's authorize endpoint, with these parameters. The state and "
-             "the PKCE pair are made and kept already; Continue follows the URL to Salesforce's "
-             "sign-in page.",
-        trace_step="authorization request", method="GET", url=redaction.mask_url(url),
-        params_caption="Query parameters", params=params,
-        note="Not in the URL: the code_verifier ([hidden]), kept in this app's server-side "
-             "session for the token request.",
-        continue_url=url_for("oauth.login", step=step_id),
-        continue_label="Continue to Salesforce")
-
-
-def _token_page(step_id: str, data: dict) -> StepPage:
-    settings = ext.settings()
-    form = {"grant_type": "authorization_code", "code": str(data["code"]),
-            "client_id": settings.client_id, "client_secret": settings.client_secret,
-            "redirect_uri": str(data.get("redirect_uri") or settings.redirect_uri)}
-    if data.get("code_verifier"):
-        form["code_verifier"] = str(data["code_verifier"])
-    params = [Row(name, redaction.mask_param(name, form[name]), TOKEN_PARAMS[name])
-              for name in TOKEN_ORDER if name in form]
-    body = redaction.mask_body(urlencode(form), "application/x-www-form-urlencoded")
-    return StepPage(
-        step_id=step_id, kind="token", number=2, title="The token request",
-        lead="Salesforce sent your browser back with a code, and the state matched the one kept "
-             "in this session. Next, the app exchanges the code for tokens: this POST goes from "
-             "the app to Salesforce directly, so the secret and the verifier never pass through "
-             "your browser.",
-        trace_step="token request", method="POST", url=str(data["token_url"]),
-        params_caption="Form parameters (the body)", params=params,
-        headers=list(FORM_HEADERS), body=body,
-        received_caption="What the callback brought",
-        received=[Row("code", redaction.mask(str(data["code"])),
-                      "Kept on the server, encrypted, while this page waits; used once."),
-                  Row("state", "matched", "Compared with the state kept in this session, then "
-                      "deleted: the same answer cannot be used twice.")],
-        note="The code expires 15 minutes after Salesforce issued it; Continue after that and "
-             "Salesforce answers invalid_grant.")
-
-
-def _identity_page(step_id: str, data: dict) -> StepPage:
-    service = ext.tokens()
-    stored = service.vault.load(str(data.get("token_record") or ""))
-    if stored is None:
-        discard()
-        raise StaleStep()
-    tokens = stored.tokens
-    bearer = redaction.mask_header("Authorization", f"Bearer {tokens.access_token}")
-    received = [Row("access_token", redaction.mask(tokens.access_token),
-                    "The session: sent as Bearer to the identity service and as the SOAP "
-                    "sessionId."),
-                Row("refresh_token", redaction.mask(tokens.refresh_token)
-                    if tokens.refresh_token else "(none: no refresh_token scope)",
-                    "Trades for a new access token when this one expires."),
-                Row("instance_url", tokens.instance_url, "The org's own host."),
-                Row("id", tokens.id_url, "The identity URL, called next."),
-                Row("issued_at", tokens.issued_at, "When, in milliseconds since 1970."),
-                Row("signature", "checked",
-                    "Base64(HMAC-SHA256(client_secret, id + issued_at)) matched: the answer "
-                    "came from Salesforce for this app.")]
-    if tokens.scope:
-        received.append(Row("scope", tokens.scope, "What was granted."))
-    return StepPage(
-        step_id=step_id, kind="identity", number=3, title="The identity request",
-        lead="The token response arrived and its signature checked out; the tokens are in the "
-             "app's encrypted token record. Next, the app asks Salesforce's identity service who "
-             "signed in and where the org serves its APIs.",
-        trace_step="identity request", method="GET", url=tokens.id_url,
-        params_caption="Query parameters", params=[],
-        headers=[Row("Authorization", bearer, "The access token as a Bearer token "
-                     "(RFC 6750 §2.1). Masked to its first 6 and last 4 characters, as in the "
-                     "trace."),
-                 Row("Accept", "application/json", "The identity document, as JSON.")],
-        received_caption="What the token response gave (masked)", received=received)
-
-
-def _soap_page(step_id: str, data: dict) -> StepPage:
-    connection = current_connection()
-    if connection is None:
-        discard()
-        raise NotConnected()
-    service = ext.tokens()
-    stored = service.vault.load(connection.token_record)
-    if stored is None:
-        discard()
-        raise NotConnected("Your Salesforce session has ended. Connect again.")
-    endpoint = service.endpoint(connection)  # {version} filled, host trusted
-    operation = str(data["operation"])
-    argument = str(data["argument"])
-    batch_size = int(data["batch_size"]) if data.get("batch_size") else None
-    masked_session = redaction.mask(stored.tokens.access_token)
-    envelope = redaction.redact(soap_envelope(ext.partner(),
-                                              endpoint, masked_session, operation, argument,
-                                              batch_size))
-    argument_name = "queryLocator" if operation == "queryMore" else "queryString"
-    params = [Row("sessionId", masked_session, "SessionHeader: the access token travels inside "
-                  "the envelope, not in an HTTP header (SOAP API Developer Guide, "
-                  "\"SessionHeader\"). Masked, as in the trace."),
-              Row(argument_name, argument,
-                  "The locator of the next batch (queryMore)." if operation == "queryMore" else
-                  "The SOQL, as you wrote it (" + ("queryAll: deleted and archived records "
-                                                   "too" if operation == "queryAll" else
-                                                   "query") + ").")]
-    if batch_size:
-        params.append(Row("batchSize", str(batch_size), "QueryOptions header: at most this many "
-                          "records per batch; the rest comes through queryMore."))
-    version = trace.api_version()
-    return StepPage(
-        step_id=step_id, kind="soap", number=4, title="The SOAP request",
-        lead=f"Next, the app sends {operation}() to the partner API: this envelope, built by zeep "
-             "from the partner WSDL, POSTed to the endpoint the identity service named.",
-        trace_step="SOAP request", method="POST", url=endpoint,
-        params_caption=f"The {operation} call", params=params,
-        headers=[Row("Content-Type", "text/xml; charset=utf-8", "SOAP 1.1."),
-                 Row("SOAPAction", '""', "The partner WSDL's soapAction for every operation.")],
-        body=envelope, body_caption="The envelope",
-        received_caption="Where it goes",
-        received=[Row("urls.partner", connection.partner_url,
-                      "From the identity service, with a literal {version}."),
-                  Row("{version}", version, "The app's API version (its partner WSDL's, or "
-                      "SF_API_VERSION)."),
-                  Row("endpoint", endpoint, "Checked against the trust policy before the token "
-                      "goes there.")],
-        note="If Salesforce answers INVALID_SESSION_ID, the app refreshes the token once and "
-             "sends the envelope again with the new one, without another pause (the trace shows "
-             "both).")
-
-
-def soap_envelope(partner: object, endpoint: str, session_id: str, operation: str,
-                  argument: str, batch_size: int | None) -> str:
-    """The envelope zeep would send for `operation(argument)`, pretty-printed, without sending."""
-    envelope = partner.envelope(endpoint, session_id, operation, argument, batch_size=batch_size)
-    return etree.tostring(envelope, pretty_print=True, encoding="unicode")
-
-
 # ------------------------------------------------------------------------------------ routes
 
 @bp.get("/step")
@@ -495,8 +253,13 @@ def show():  # noqa: ANN201
 
 
 def page(step: Mapping[str, object]) -> ResponseReturnValue:
-    """The step page of `step`."""
-    return render_template("step.html", step=describe(step), steps=SIGN_IN_STEPS)
+    """The step page of `step`; a step whose tokens or connection are gone is dropped."""
+    try:
+        described = describe(step)
+    except (StaleStep, NotConnected):
+        discard()
+        raise
+    return render_template("step.html", step=described, steps=SIGN_IN_STEPS)
 
 
 @bp.post("/step")
@@ -517,6 +280,48 @@ def step():  # noqa: ANN201
     return handler(taken["data"])
 
 
+@bp.get("/step/authorize")
+def authorize():  # noqa: ANN201
+    """Continue on the authorization request: on to Salesforce, with the URL the step showed."""
+    return redirect(take(request.args.get("step"), "authorize")["data"]["url"])
+
+
+def _continue_token_request(data: dict) -> ResponseReturnValue:
+    """Step-by-step mode, Continue on the token request: exchange the code, keep the tokens in a
+    token record of their own, and pause again before the identity call."""
+    client = ext.oauth().client_for_url(str(data["login"]))
+    if client is None:
+        raise StaleStep()
+    params = {"code": data["code"], "state": data["state"]}
+    if data.get("code_verifier"):
+        params["code_verifier"] = data["code_verifier"]
+    with oauth.upstream("oauth"):
+        token = client.fetch_access_token(redirect_uri=data.get("redirect_uri"),
+                                          allow_redirects=False, **params)
+    verify_signature(token, ext.settings().client_secret)
+    tokens = TokenSet.from_response(token, client.login_host.url)
+    oauth.disconnect_previous()  # the new family is stored now: the one it replaces is revoked
+    pause("identity", {"login": client.login_host.url,
+                       "token_record": ext.tokens().vault.create(tokens)})
+    return redirect(url_for("steps.show"), code=303)
+
+
+def _continue_identity_request(data: dict) -> ResponseReturnValue:
+    """Step-by-step mode, Continue on the identity call: meet the user, finish signing in."""
+    service = ext.tokens()
+    record_id = str(data.get("token_record") or "")
+    stored = service.vault.load(record_id)
+    if stored is None:
+        raise StaleStep()
+    try:
+        who = identity.fetch_identity(ext.identity_http(), stored.tokens)
+    except Exception:
+        # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
+        service.disconnect(record_id)
+        raise
+    return oauth.signed_in(str(data["login"]), stored.tokens, who, record_id)
+
+
 def _continue_soap(data: dict) -> ResponseReturnValue:
     """Continue a paused query: approve exactly that request, then make it again."""
     target = str(data.get("target") or "")
@@ -524,6 +329,32 @@ def _continue_soap(data: dict) -> ResponseReturnValue:
         raise StaleStep()
     approve("soap", target)
     return redirect(target, code=303)
+
+
+def _pause_hook(kind: str, data: Mapping[str, object]) -> ResponseReturnValue | None:
+    """The core's pause points: with the mode on, store the step and show it instead."""
+    if kind == "soap":
+        if not pauses("soap", str(data["target"])):  # off, or just approved by its Continue
+            return None
+        return page(pause("soap", data))
+    if not is_on():
+        return None
+    if kind == "token":
+        pause("token", data)
+        return redirect(url_for("steps.show"), code=303)  # a reload never repeats the callback
+    return page(pause(kind, data))
+
+
+def _on_signing_out(_app: Flask) -> None:
+    # A sign-in paused after its token exchange has its tokens revoked with the mode turned off;
+    # the switch itself outlives the sign-in (turned on again once the session is new).
+    g.step_mode_kept = is_on()
+    set_mode(False)
+
+
+def _on_signed_out(_app: Flask) -> None:
+    if g.pop("step_mode_kept", False):
+        set_mode(True)
 
 
 def on_stale_step(_error: StaleStep) -> ResponseReturnValue:
@@ -544,6 +375,11 @@ def init_app(app: Flask, settings: Settings) -> StepStore:
     stale-step page."""
     store = app.extensions[STORE_KEY] = StepStore(ext.backend(app).sealed("steps"))
     app.register_blueprint(bp)
+    hooks.install_pause(app, _pause_hook)
+    hooks.signing_out.connect(_on_signing_out, app)
+    hooks.signed_out.connect(_on_signed_out, app)
+    on_continue(app, "token", _continue_token_request)
+    on_continue(app, "identity", _continue_identity_request)
     on_continue(app, "soap", _continue_soap)
     app.register_error_handler(StaleStep, on_stale_step)
     app.context_processor(_context)

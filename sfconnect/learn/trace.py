@@ -12,43 +12,39 @@ endpoint chosen from the identity).
 
 The trace lives server-side next to the token records, in the same kind of store (a file per trace,
 or a Redis hash), encrypted with the token key because it holds the user's records; the session
-keeps only its random id. It keeps the last 100 entries and is deleted at logout.
+keeps only its random id. It keeps the last 100 entries and is deleted at logout
+(sfconnect.learn.trace_store).
+
+A little over 400 lines because a quarter of it is teaching text: what each step of the flow is
+for and the rule it follows (STEPS), which /flow shows beside each exchange.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import secrets
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from flask import Flask, Response, current_app, g, has_request_context, request, session
 
-from sfconnect import ext, redaction
+from sfconnect import ext, hooks, redaction
 from sfconnect.auth.tokens import SignatureMismatch, verify_signature
 from sfconnect.http import observe_exchanges
+from sfconnect.learn.trace_store import TraceStore
 from sfconnect.settings import Settings
-from sfconnect.store import SealedRecords
 
 log = logging.getLogger(__name__)
 
 SESSION_KEY = "flow_trace"  # the session's trace id
-URLS_KEY = "identity_urls"  # the identity service's `urls`, for the endpoints panel
-LIMIT = 100  # entries kept per trace
 BODY_LIMIT = 64 * 1024  # characters of a body kept in an entry
 # Characters of a response that are masked (room for a secret across the cut), and the bytes that
 # surely hold them (UTF-8 is at most 4 bytes a character): a queryMore batch is megabytes.
 _MASKED_CHARS = BODY_LIMIT + 4096
 _MASKED_BYTES = 4 * _MASKED_CHARS + 4
-# Set by `summary_only`: the note of entries recorded without their response body.
-_SUMMARY_ONLY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "sfconnect_trace_summary_only", default=None)
 
 # Every step of the flow: what it is for, and the rule it follows.
 STEPS: dict[str, str] = {
@@ -304,8 +300,7 @@ def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
             return []
         if not isinstance(urls, dict):
             return []
-        g.identity_urls = {str(k): str(v) for k, v in urls.items() if isinstance(v, str)}
-        partner = g.identity_urls.get("partner", "")
+        partner = str(urls.get("partner") or "")
         version = api_version()
         return [_entry("endpoint chosen with {version} filled", http=False, method="",
                        url=partner.replace("{version}", version),
@@ -325,24 +320,12 @@ def observe(purpose: str, request: requests.PreparedRequest, response: requests.
     a request, or in an app without the trace)."""
     if not has_request_context() or "sfconnect.trace" not in current_app.extensions:
         return
+    # Bulk repeats (an export's queryMore batches) are kept without their bodies: a learner needs
+    # one SOAP exchange in full (the export's first, `query`), not fifty megabyte replies; each
+    # still gets an entry with its request, status, size and time, and the note says why.
     entry = exchange_entry(purpose, request, response, started, elapsed, error,
-                           summary=_SUMMARY_ONLY.get(), mask_later=True)
+                           summary=hooks.bulk_note(), mask_later=True)
     _buffer(create=True).extend([entry, *_followers(entry, response)])
-
-
-@contextlib.contextmanager
-def summary_only(note: str) -> Iterator[None]:
-    """Record the exchanges made inside (in this thread) without their response bodies.
-
-    For the queryMore batches of an export: a learner needs one SOAP exchange in full (the
-    export's first, `query`), not fifty copies of megabyte replies; each batch still gets an
-    entry with its request, status, size and time. `note` says so on each entry.
-    """
-    token = _SUMMARY_ONLY.set(note)
-    try:
-        yield
-    finally:
-        _SUMMARY_ONLY.reset(token)
 
 
 def pending(create: bool = False) -> list[dict]:
@@ -358,128 +341,6 @@ def _buffer(create: bool = False) -> list[dict]:
         if create:
             g.trace_pending = entries
     return entries
-
-
-# ------------------------------------------------------------------------------------ store
-
-class _Unsaved:
-    """The traces of this process with entries still to be written (`TraceStore.append_later`)."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._writing: dict[str, int] = {}
-
-    def begin(self, trace_id: str) -> None:
-        with self._changed:
-            self._writing[trace_id] = self._writing.get(trace_id, 0) + 1
-
-    def end(self, trace_id: str) -> None:
-        with self._changed:
-            left = self._writing.pop(trace_id) - 1
-            if left:
-                self._writing[trace_id] = left
-            self._changed.notify_all()
-
-    def wait(self, trace_id: str | None, timeout: float = 10.0) -> None:
-        if trace_id:
-            with self._changed:
-                self._changed.wait_for(lambda: trace_id not in self._writing, timeout)
-
-
-class TraceStore:
-    """Traces in the record store (sfconnect.store: files or Redis, encrypted with the token
-    key), beside the token records. Each entry is a record of its own, so appending costs what
-    the new entries cost (a long export adds a hundred exchanges); the trace itself is a small
-    index record of entry ids, replaced by compare-and-set and cut to the last `limit` ids."""
-
-    def __init__(self, store: SealedRecords, entries: SealedRecords,
-                 limit: int = LIMIT) -> None:
-        self.store = store  # the index records, one per trace
-        self.entries = entries  # one record per entry
-        self.limit = limit
-        self._unsaved = _Unsaved()
-
-    def _get(self, record_id: str, store: SealedRecords | None = None
-             ) -> tuple[int | None, dict | None]:
-        found = (store or self.store).read(record_id)
-        return (found.version, found.document) if found else (None, None)
-
-    def load(self, trace_id: str | None) -> dict:
-        """{"entries": [...], "dropped": how many older entries were cut}."""
-        if not trace_id:
-            return {"entries": [], "dropped": 0}
-        self._unsaved.wait(trace_id)
-        index = self._get(trace_id)[1] or {}
-        entries = [entry for entry in (self._get(entry_id, self.entries)[1]
-                                                  for entry_id in index.get("ids", []))
-                   if entry is not None]
-        return {"entries": entries, "dropped": int(index.get("dropped", 0))}
-
-    def append(self, trace_id: str, entries: list[dict]) -> None:
-        """Add entries at the end, numbering them, keeping the last `limit`."""
-        _mask_bodies(entries)
-        for _ in range(8):  # compare-and-set: another request of the session may write first
-            version, index = self._get(trace_id)
-            index = index or {"ids": [], "dropped": 0, "next": 1}
-            ids, number = list(index["ids"]), int(index["next"])
-            created = []
-            for entry in entries:
-                _finish(entry, index)
-                entry_id = secrets.token_urlsafe(32)
-                self.entries.create(entry_id, {**entry, "seq": number})
-                created.append(entry_id)
-                number += 1
-            ids += created
-            cut, ids = ids[:-self.limit], ids[-self.limit:]
-            updated = {**index, "ids": ids, "next": number,
-                       "dropped": int(index["dropped"]) + len(cut)}
-            if version is None:
-                self.store.create(trace_id, updated)
-            elif self.store.replace(trace_id, version, updated) is None:
-                for entry_id in created:  # lost the race: write them again on the new index
-                    self.entries.delete(entry_id)
-                continue
-            for entry_id in cut:
-                self.entries.delete(entry_id)
-            return
-
-    def append_later(self, trace_id: str, entries: list[dict]) -> Callable[[], None]:
-        """A function that appends `entries` when it is called (once: after the response has
-        been sent, so nobody waits for the masking, encryption and writes). Until it has run,
-        `load` and `delete` of this trace in this process wait for it: the page that shows the
-        trace right after a query shows the query."""
-        self._unsaved.begin(trace_id)
-
-        def append() -> None:
-            try:
-                self.append(trace_id, entries)
-            except Exception:  # the page has left: these entries are lost, and the log says so
-                log.exception("could not store %d trace entries", len(entries))
-            finally:
-                self._unsaved.end(trace_id)
-
-        return append
-
-    def delete(self, trace_id: str | None) -> None:
-        """Forget a trace and its entries."""
-        if not trace_id:
-            return
-        self._unsaved.wait(trace_id)  # no entry of it may be written after it is gone
-        index = self._get(trace_id)[1] or {}
-        for entry_id in index.get("ids", []):
-            self.entries.delete(entry_id)
-        self.store.delete(trace_id)  # a malformed id names no trace
-
-
-def _finish(entry: dict, index: dict) -> None:
-    """Fill what only the stored trace knows: how long the user spent at Salesforce."""
-    if entry["step"] == "authorization request":
-        index["authorization_started"] = [entry["started"], entry["started_iso"]]
-    elif entry["step"] == "sign-in and consent at Salesforce" and index.get(
-            "authorization_started"):
-        started, started_iso = index["authorization_started"]
-        entry["time_ms"] = round((entry["started"] - started) * 1000, 1)
-        entry["started"], entry["started_iso"] = started, started_iso
 
 
 def store_of(app: Flask) -> TraceStore:
@@ -519,7 +380,9 @@ def _after(response: Response) -> Response:
                         time_ms=round((time.time() - callback["started"]) * 1000, 1),
                         response_headers=redaction.mask_headers(
                             [(k, v) for k, v in response.headers.items() if k == "Location"]))
-    if request.endpoint == "oauth.login" and response.status_code in (302, 303):
+    # Connect's redirect, or in step-by-step mode the authorize step's Continue.
+    redirects_to_salesforce = request.endpoint in ("oauth.login", "steps.authorize")
+    if redirects_to_salesforce and response.status_code in (302, 303):
         location = response.headers.get("Location", "")
         entries.insert(0, _entry(
             "authorization request", purpose="browser", method=request.method,
@@ -531,10 +394,6 @@ def _after(response: Response) -> Response:
         # The signed-in session's trace goes with it; the logout's own revoke starts a new one.
         store.delete(g.get("trace_id_at_start"))
         session.pop(SESSION_KEY, None)
-        session.pop(URLS_KEY, None)
-    urls = g.get("identity_urls")
-    if urls:
-        session[URLS_KEY] = urls
     if response.is_streamed:  # an export: what it records while streaming follows these
         _flush(store, create=True)
     else:
@@ -594,13 +453,19 @@ def _teardown(_error: BaseException | None) -> None:
 def init_app(app: Flask, settings: Settings) -> TraceStore:
     """Keep traces next to the token records (Redis or files) and record every exchange."""
     backend = ext.backend(app)
-    store = TraceStore(backend.sealed("traces"), backend.sealed("trace-entries"))
+    store = TraceStore(backend.sealed("traces"), backend.sealed("trace-entries"),
+                       prepare=_mask_bodies)
     app.extensions["sfconnect.trace"] = store
     app.before_request(_before)
     app.after_request(_after)
     app.teardown_request(_teardown)
     observe_exchanges(observe)
+    hooks.checkpoint.connect(_on_checkpoint, app)
     return store
+
+
+def _on_checkpoint(_app: Flask) -> None:
+    flush()
 
 
 def params_of(entry: Mapping[str, object]) -> list[tuple[str, str]]:

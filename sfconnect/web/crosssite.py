@@ -35,7 +35,7 @@ bp = Blueprint("crosssite", __name__)
 
 # The GET endpoints that call Salesforce with the user's token, or start a sign-in there.
 PAGES = frozenset({"views.query", "exports.export_csv", "exports.export_json", "learn.compare",
-                   "oauth.login"})
+                   "oauth.login", "steps.authorize"})
 # Called by the app's own script (same-origin fetch): a JSON error is all they need.
 JSON_ENDPOINTS = frozenset({"views.describe_global", "views.describe_sobject"})
 # `same-site` counts as foreign: a sibling subdomain is another site's app.
@@ -104,6 +104,10 @@ def describe(endpoint: str, args: Mapping[str, str]) -> dict[str, object]:
                   "API, signed in as you, and compare the answers." if soql else
                   "Open the compare page (no query is named, so nothing is sent to Salesforce).")
         button = "Compare" if soql else "Open the compare page"
+    elif endpoint == "steps.authorize":
+        action = ("Continue a sign-in paused in step-by-step mode: go on to Salesforce's sign-in "
+                  "page.")
+        button = "Continue to Salesforce"
     else:  # oauth.login
         action, button = _login(args)
         soql_label = "SOQL to put back in the form once you are signed in (it does not run)"
@@ -112,10 +116,7 @@ def describe(endpoint: str, args: Mapping[str, str]) -> dict[str, object]:
 
 
 def _login(args: Mapping[str, str]) -> tuple[str, str]:
-    """What /login would do: the login host it would send the browser to, or a paused step."""
-    if args.get("step"):
-        return ("Continue a sign-in paused in step-by-step mode: go on to Salesforce's sign-in "
-                "page.", "Continue to Salesforce")
+    """What /login would do: the login host it would send the browser to."""
     choice = args.get("login")
     host = ext.settings().login_host(choice)
     if host is None:

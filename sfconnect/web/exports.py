@@ -33,17 +33,18 @@ from flask import (
     Flask,
     Response,
     copy_current_request_context,
+    current_app,
     redirect,
     request,
     session,
     stream_with_context,
 )
 
-from sfconnect import ext
+from sfconnect import ext, hooks
 from sfconnect.auth.connection import call_with_session
 from sfconnect.errors import GateRefused, NotConnected, SalesforceFault, UpstreamError, json_error
-from sfconnect.learn import trace
 from sfconnect.salesforce import records as records_module
+from sfconnect.salesforce import soql as soql_module
 from sfconnect.salesforce.partner import PartnerClient, QueryBatch
 from sfconnect.web import workbench
 
@@ -83,7 +84,7 @@ def _error(code: str, message: str, status: int, row: int | None = None,
 
 
 def _download_name(soql: str, first: QueryBatch, extension: str) -> str:
-    sobject = records_module.sobject_of(soql)
+    sobject = soql_module.sobject_of(soql)
     if not sobject and first.records:
         sobject = records_module.rest_record(first.records[0])["attributes"]["type"]
     sobject = _SAFE_NAME.sub("", sobject or "") or "export"
@@ -127,6 +128,7 @@ class _Batches:
         if first.done or not first.query_locator:
             return
         client = _client()
+        app = current_app._get_current_object()
 
         @copy_current_request_context  # the worker runs as this request's user (its session)
         def produce(locator: str | None) -> None:
@@ -135,7 +137,8 @@ class _Batches:
 
             def hand_over_received(last: bool = False) -> None:
                 if last or fetched % _TRACE_EVERY == 0:
-                    trace.flush()  # the trace is stored before the caller can finish
+                    # Observers keep what was recorded before the caller can finish.
+                    hooks.checkpoint.send(app)
                 if received and not self._hand_over(received.pop()):
                     raise _Stopped
 
@@ -145,7 +148,7 @@ class _Batches:
                                                 batch_size=batch_size)
 
             try:
-                with trace.summary_only(_SUMMARY_NOTE):
+                with hooks.bulk(_SUMMARY_NOTE):
                     while locator and not self._stop.is_set():
                         content = _call_with_session(more)
                         fetched += 1
@@ -163,7 +166,7 @@ class _Batches:
             except _Stopped:
                 return
             except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it
-                trace.flush()
+                hooks.checkpoint.send(app)
                 if received and not self._hand_over(received.pop()):
                     return
                 self._hand_over(exc)

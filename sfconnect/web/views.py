@@ -24,7 +24,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from sfconnect import ext
+from sfconnect import ext, hooks
 from sfconnect.auth.connection import Connection, call_with_session, connected, current_connection
 from sfconnect.auth.oauth import MAX_SOQL
 from sfconnect.errors import (
@@ -38,7 +38,6 @@ from sfconnect.errors import (
     error_page,
     json_error,
 )
-from sfconnect.learn import steps
 from sfconnect.salesforce import records
 from sfconnect.web import workbench
 
@@ -144,11 +143,12 @@ def query():  # noqa: ANN201
                               f"SOQL allows at most {MAX_SOQL:,}.")
     locator = _single("locator")
     start = _int(_single("start"), 0)
-    if steps.pauses("soap", request.full_path):  # step-by-step mode: show the envelope first
-        operation = "queryMore" if locator else "queryAll" if options.include_deleted else "query"
-        return steps.page(steps.pause("soap", {
-            "target": request.full_path, "operation": operation, "argument": locator or soql,
-            "batch_size": options.batch_size}))
+    operation = "queryMore" if locator else "queryAll" if options.include_deleted else "query"
+    paused = hooks.pause_at("soap", {"target": request.full_path, "operation": operation,
+                                     "argument": locator or soql,
+                                     "batch_size": options.batch_size})
+    if paused is not None:  # step-by-step mode shows the envelope first
+        return paused
     partner = ext.partner()
     began = perf_counter()
     try:
