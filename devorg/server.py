@@ -23,7 +23,8 @@ class RunningServer:
 def serve_in_thread(wsgi_app, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     """Start a threaded server; port 0 picks a free port. Returns once it accepts connections."""
     server = make_server(host, port, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=f"serve-{server.server_port}",
-                              daemon=True)
+    # A short poll interval: shutdown() waits for the loop to look, 0.5 s by default.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=f"serve-{server.server_port}", daemon=True)
     thread.start()
     return RunningServer(f"http://{host}:{server.server_port}", server.server_port, server, thread)

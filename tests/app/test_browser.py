@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from pathlib import Path
 
-from browser_fixtures import app_problems, sign_in
 from playwright.sync_api import expect
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.browser import app_problems, sign_in
+from tests.helpers.paths import REPO
+
 SOQL = ("SELECT FirstName, LastName, Title, Email, Account.Name FROM Contact "
         "ORDER BY LastName LIMIT 12")
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browser_fixtures import assert_accessible, watch_accessibility
 from werkzeug.wrappers import Request, Response
 
 from devorg import RunningServer, serve_in_thread
+from tests.helpers.browser import assert_accessible, watch_accessibility
 
 pytestmark = pytest.mark.browser
 

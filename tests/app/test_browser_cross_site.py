@@ -11,12 +11,12 @@ import re
 from urllib.parse import urlencode
 
 import pytest
-from browser_fixtures import app_problems, sign_in
-from conftest_flow import counters
 from playwright.sync_api import expect
 from werkzeug.wrappers import Response
 
 from devorg import serve_in_thread
+from tests.helpers.browser import app_problems, sign_in
+from tests.helpers.org import counters
 
 SOQL = "SELECT Name, Industry FROM Account ORDER BY Name LIMIT 5"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import requests
-from browser_fixtures import app_problems, sign_in
-from conftest_flow import counters
 from playwright.sync_api import expect
+
+from tests.helpers.browser import app_problems, sign_in
+from tests.helpers.org import counters
 
 FIRST = "SELECT FirstName, LastName, Account.Name FROM Contact ORDER BY LastName LIMIT 12"
 SECOND = "SELECT Name, Industry FROM Account ORDER BY Name LIMIT 5"

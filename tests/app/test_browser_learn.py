@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_fixtures import app_problems, assert_accessible, sign_in
 from playwright.sync_api import expect
+
+from tests.helpers.browser import app_problems, assert_accessible, sign_in
 
 SOQL = "SELECT Name, Industry FROM Account ORDER BY Name LIMIT 5"
 

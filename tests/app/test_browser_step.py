@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_fixtures import assert_accessible, watch_accessibility
 from playwright.sync_api import expect
+
+from tests.helpers.browser import assert_accessible, watch_accessibility
 
 SOQL = "SELECT Name, Industry FROM Account ORDER BY Name LIMIT 5"
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
-from browser_fixtures import app_problems, assert_accessible, sign_in
-from conftest import module_org
-from conftest_flow import counters
 from playwright.sync_api import expect
+
+from tests.helpers.app import export_threads
+from tests.helpers.browser import app_problems, assert_accessible, sign_in
+from tests.helpers.org import counters, module_org
+from tests.helpers.wait import until
 
 CONTACTS = 20_000
 
@@ -74,20 +76,19 @@ def test_cancelling_an_export_stops_the_query_more_loop(page, start_app, org):
     # Exports take the page's query and batch size: 100 batches, long enough to cancel.
     assert "batch=200" in page.locator("a.export-link", has_text="CSV").get_attribute("href")
     before = counters(org).get("soap.queryMore", 0)
+    earlier = export_threads()
     page.locator("a.export-link", has_text="CSV").click()
     expect(page.locator(".export-status")).to_contain_text(re.compile(r"[1-9][\d,]* of "))
+    loops = export_threads() - earlier
+    assert loops  # the export's queryMore loop, with most of its batches to go
     page.get_by_role("button", name="Cancel").click()
     expect(page.locator(".export-status")).to_contain_text("Cancelled")
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
-    # The server stops asking for batches: the count settles well below the whole query.
-    settled = None
-    for _ in range(40):
-        now = counters(org).get("soap.queryMore", 0)
-        if now == settled:
-            break
-        settled = now
-        page.wait_for_timeout(250)
+    # The server stops asking for batches: its loop ends well below the whole query.
+    until(lambda: not any(loop.is_alive() for loop in loops),
+          message="the cancelled export's queryMore loop did not end")
+    settled = counters(org).get("soap.queryMore", 0)
     batches = -(-live(org) // 200)
     assert settled - before < batches - 1
-    page.wait_for_timeout(500)
+    # and it stays stopped: the loop has ended, nothing is left to ask for a batch
     assert counters(org).get("soap.queryMore", 0) == settled

@@ -6,14 +6,12 @@ import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import sfconnect
 from devorg.keys import key_and_certificate
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
 
 
 def _key_and_certificate() -> tuple[bytes, str]:

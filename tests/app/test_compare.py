@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import lxml.html
 import requests
-from conftest_flow import counters, sign_in
+
+from tests.helpers.flow import sign_in
+from tests.helpers.org import counters
 
 SOQL = "SELECT Id, Name, Industry FROM Account ORDER BY Name LIMIT 7"
 

@@ -9,7 +9,8 @@ from urllib.parse import urljoin, urlsplit
 import lxml.html
 import pytest
 import requests
-from conftest_flow import connect, counters
+
+from tests.helpers.org import counters
 
 SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact LIMIT 20"
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
@@ -49,8 +50,8 @@ def _continue(http: requests.Session, page: dict[str, object]) -> requests.Respo
 
 
 @pytest.mark.parametrize("site", ["cross-site", "same-site"])
-def test_cross_site_query_calls_nothing_and_its_continue_runs_it(start_app, fresh_org, site):
-    running, http = connect(start_app, fresh_org)
+def test_cross_site_query_calls_nothing_and_its_continue_runs_it(connect_to, fresh_org, site):
+    running, http = connect_to(fresh_org)
     before = counters(fresh_org)
     response = http.get(f"{running.url}/query", params={"q": SOQL},
                         headers={"Sec-Fetch-Site": site})
@@ -72,9 +73,9 @@ def test_cross_site_query_calls_nothing_and_its_continue_runs_it(start_app, fres
 
 
 @pytest.mark.parametrize("header", [None, "same-origin", "none"])
-def test_query_without_the_header_or_from_this_origin_runs_as_before(start_app, fresh_org,
+def test_query_without_the_header_or_from_this_origin_runs_as_before(connect_to, fresh_org,
                                                                      header):
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     before = counters(fresh_org).get("soap.query", 0)
     response = http.get(f"{running.url}/query", params={"q": SOQL},
                         headers={"Sec-Fetch-Site": header} if header else {})
@@ -86,9 +87,9 @@ def test_query_without_the_header_or_from_this_origin_runs_as_before(start_app, 
 
 
 @pytest.mark.parametrize("path,kind", [("/export.csv", "CSV"), ("/export.json", "JSON")])
-def test_cross_site_export_calls_nothing_and_its_continue_downloads_it(start_app, fresh_org,
+def test_cross_site_export_calls_nothing_and_its_continue_downloads_it(connect_to, fresh_org,
                                                                        path, kind):
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     before = counters(fresh_org)
     response = http.get(running.url + path, params={"q": SOQL, "all": "1"},
                         headers={"Sec-Fetch-Site": "cross-site"})
@@ -107,8 +108,8 @@ def test_cross_site_export_calls_nothing_and_its_continue_downloads_it(start_app
     assert counters(fresh_org)["soap.queryAll"] == before.get("soap.queryAll", 0) + 1
 
 
-def test_cross_site_compare_calls_nothing_and_its_continue_runs_it(start_app, fresh_org):
-    running, http = connect(start_app, fresh_org)
+def test_cross_site_compare_calls_nothing_and_its_continue_runs_it(connect_to, fresh_org):
+    running, http = connect_to(fresh_org)
     before = counters(fresh_org)
     response = http.get(f"{running.url}/compare", params={"q": SOQL},
                         headers={"Sec-Fetch-Site": "cross-site"})
@@ -145,9 +146,9 @@ def test_cross_site_login_does_not_redirect_to_the_org_until_continue(start_app,
     assert login.headers["Location"].startswith(f"{fresh_org.url}/services/oauth2/authorize?")
 
 
-def test_a_long_query_named_by_its_id_is_shown_by_its_id_and_runs_on_continue(start_app,
+def test_a_long_query_named_by_its_id_is_shown_by_its_id_and_runs_on_continue(connect_to,
                                                                               fresh_org):
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     long_soql = ("SELECT Id, LastName FROM Contact WHERE LastName NOT IN ("
                  + ", ".join(f"'Name{i:05d}'" for i in range(400)) + ")")
     home = lxml.html.fromstring(http.get(running.url + "/").text)
@@ -170,8 +171,8 @@ def test_a_long_query_named_by_its_id_is_shown_by_its_id_and_runs_on_continue(st
     assert counters(fresh_org)["soap.query"] == before.get("soap.query", 0) + 1
 
 
-def test_the_interstitial_escapes_what_the_url_carries(start_app, fresh_org):
-    running, http = connect(start_app, fresh_org)
+def test_the_interstitial_escapes_what_the_url_carries(connect_to, fresh_org):
+    running, http = connect_to(fresh_org)
     soql = "SELECT Id FROM Contact WHERE LastName = '<script>alert(1)</script>'"
     response = http.get(f"{running.url}/query", params={"q": soql, "batch": "<b>500</b>"},
                         headers={"Sec-Fetch-Site": "cross-site"})
@@ -183,8 +184,8 @@ def test_the_interstitial_escapes_what_the_url_carries(start_app, fresh_org):
 
 
 @pytest.mark.parametrize("path", ["/describe", "/describe/Account"])
-def test_cross_site_describe_is_a_json_403_and_calls_nothing(start_app, fresh_org, path):
-    running, http = connect(start_app, fresh_org)
+def test_cross_site_describe_is_a_json_403_and_calls_nothing(connect_to, fresh_org, path):
+    running, http = connect_to(fresh_org)
     before = counters(fresh_org)
     refused = http.get(running.url + path, headers={"Sec-Fetch-Site": "cross-site"})
     assert refused.status_code == 403
@@ -207,8 +208,8 @@ def test_cross_site_describe_is_a_json_403_and_calls_nothing(start_app, fresh_or
     "/healthz",
     "/query#fragment",
 ])
-def test_continue_refuses_anything_but_a_guarded_page_of_the_app(start_app, fresh_org, target):
-    running, http = connect(start_app, fresh_org)
+def test_continue_refuses_anything_but_a_guarded_page_of_the_app(connect_to, fresh_org, target):
+    running, http = connect_to(fresh_org)
     page = _interstitial(http.get(f"{running.url}/query", params={"q": SOQL},
                                   headers={"Sec-Fetch-Site": "cross-site"}), running)
     refused = http.post(page["action"], data={**page["fields"], "target": target},
@@ -217,8 +218,8 @@ def test_continue_refuses_anything_but_a_guarded_page_of_the_app(start_app, fres
     assert "Location" not in refused.headers
 
 
-def test_continue_needs_its_csrf_token_and_the_apps_own_page(start_app, fresh_org):
-    running, http = connect(start_app, fresh_org)
+def test_continue_needs_its_csrf_token_and_the_apps_own_page(connect_to, fresh_org):
+    running, http = connect_to(fresh_org)
     page = _interstitial(http.get(f"{running.url}/query", params={"q": SOQL},
                                   headers={"Sec-Fetch-Site": "cross-site"}), running)
     without_token = http.post(page["action"], data={"target": page["fields"]["target"]},

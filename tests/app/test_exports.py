@@ -6,23 +6,7 @@ import io
 import json
 import re
 
-import pytest
 import requests
-from conftest_flow import sign_in
-
-
-def connect(app) -> requests.Session:
-    """A browser signed in to the app as Ada Admin, through the org's login and consent pages."""
-    browser = requests.Session()
-    signed = sign_in(browser, app.url)
-    assert signed.response.url.rstrip("/") == app.url, signed.response.url
-    return browser
-
-
-@pytest.fixture
-def connected(local_org, start_app):
-    app = start_app(local_org)
-    return app, connect(app)
 
 
 def test_not_connected_goes_home(local_org, start_app):

@@ -1,47 +1,36 @@
 """Exports stream: records leave as each queryMore batch arrives, and a client that goes away stops
 the queryMore loop. Read incrementally over real HTTP; the local org's counters say how many
-batches the app had fetched at each moment."""
+batches the app had fetched at each moment, and the export's thread (the app runs in this
+process) says when its loop has ended."""
 from __future__ import annotations
 
 import csv
 import io
 import json
-import time
 
 import pytest
-from conftest import module_org
-from conftest_flow import counters
-from test_exports import connect
+
+from tests.helpers.app import export_threads
+from tests.helpers.org import counters, module_org
+from tests.helpers.wait import until
 
 CONTACTS = 20_000
 BATCH = 200
 
 
 org = module_org(CONTACTS)
-
-
-@pytest.fixture
-def connected(org, start_app):
-    app = start_app(org)
-    return app, connect(app)
+# Every test is connected to it.
+pytestmark = pytest.mark.parametrize("connected", ["org"], indirect=True)
 
 
 def query_more_calls(org) -> int:
     return counters(org).get("soap.queryMore", 0)
 
 
-def settled_query_more_calls(org) -> int:
-    """The queryMore count once it has stopped moving (a loop in flight finishes its call)."""
-    last = query_more_calls(org)
-    still = 0
-    for _ in range(40):
-        time.sleep(0.1)
-        now = query_more_calls(org)
-        still = still + 1 if now == last else 0
-        if still >= 5:
-            return now
-        last = now
-    return last
+def ended(loops) -> None:
+    """Wait until the export loops `loops` have ended (a loop in flight finishes its call)."""
+    until(lambda: not any(loop.is_alive() for loop in loops),
+          message="an export's queryMore loop did not end")
 
 
 def live(org) -> int:
@@ -90,17 +79,20 @@ def test_json_first_record_arrives_before_the_last_batch_is_fetched(connected, o
 def test_closing_the_download_stops_the_query_more_loop(connected, org):
     app, browser = connected
     batches = -(-live(org) // BATCH)
-    settled_query_more_calls(org)
+    ended(export_threads())  # the loops of earlier exports, if any
     before = query_more_calls(org)
     response = browser.get(f"{app.url}/export.csv", params={"q": SOQL, "batch": BATCH},
                            stream=True)
     lines = response.iter_lines()
     next(lines), next(lines)  # the header and a first record
+    loops = export_threads()
+    assert loops  # this export's, with most of its batches to go
     response.close()  # the browser goes away (Cancel, or a closed tab)
-    stopped_at = settled_query_more_calls(org) - before
+    ended(loops)
+    stopped_at = query_more_calls(org) - before
     assert stopped_at < batches - 1
-    time.sleep(0.5)
-    assert query_more_calls(org) - before == stopped_at  # and it stays stopped
+    # and it stays stopped: the loop has ended, nothing is left to ask for a batch
+    assert query_more_calls(org) - before == stopped_at
 
 
 def test_a_2500_record_export_pages_through_query_more(connected, org):

@@ -17,17 +17,10 @@ import lxml.html
 import pytest
 import redis
 import requests
-from conftest import start_redis
-from conftest_flow import (
-    ADMIN,
-    connect,
-    counters,
-    form_fields,
-    logout_csrf,
-    sign_in_at,
-    start_login,
-    token_set,
-)
+
+from tests.helpers.flow import form_fields, logout_csrf, sign_in_at, start_login, token_set
+from tests.helpers.org import ADMIN, counters
+from tests.helpers.servers import start_redis
 
 SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact LIMIT 20"
 
@@ -64,10 +57,10 @@ def _secrets(running, http) -> tuple[str, ...]:
     ("503", "answered HTTP 503"),
     ("nonjson", "answered something unreadable"),
 ])
-def test_token_endpoint_failing_during_a_refresh_keeps_the_session(start_app, fresh_org, caplog,
+def test_token_endpoint_failing_during_a_refresh_keeps_the_session(connect_to, fresh_org, caplog,
                                                                    fault, detail):
     caplog.set_level(logging.INFO)
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     secrets_ = _secrets(running, http)
     requests.post(f"{fresh_org.url}/__admin/expire-sessions").raise_for_status()
     _faults(fresh_org, token_endpoint=fault)
@@ -84,10 +77,10 @@ def test_token_endpoint_failing_during_a_refresh_keeps_the_session(start_app, fr
     assert _rows(response) == 20
 
 
-def test_token_endpoint_slower_than_the_timeout(start_app, fresh_org, caplog):
+def test_token_endpoint_slower_than_the_timeout(connect_to, fresh_org, caplog):
     caplog.set_level(logging.INFO)
     # The org's own tokens must not expire while it sleeps on the slow ones.
-    running, http = connect(start_app, fresh_org, SF_HTTP_TIMEOUT="1")
+    running, http = connect_to(fresh_org, SF_HTTP_TIMEOUT="1")
     secrets_ = _secrets(running, http)
     requests.post(f"{fresh_org.url}/__admin/expire-sessions").raise_for_status()
     _faults(fresh_org, token_endpoint="slow", token_delay_s=3)
@@ -128,9 +121,9 @@ def test_http_timeout_setting_is_checked():
     ("403", 502, "Bad_OAuth_Token"),
     ("500", 502, "identity_unavailable"),
 ])
-def test_identity_service_failing_after_sign_in(start_app, fresh_org, caplog, fault, status, code):
+def test_identity_service_failing_after_sign_in(connect_to, fresh_org, caplog, fault, status, code):
     caplog.set_level(logging.INFO)
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     secrets_ = _secrets(running, http)
     home = http.get(running.url + "/")
     _faults(fresh_org, identity_endpoint=fault)
@@ -149,9 +142,9 @@ def test_identity_service_failing_after_sign_in(start_app, fresh_org, caplog, fa
 # ------------------------------------------------------------------------ the SOAP endpoint
 
 @pytest.mark.parametrize("fault", ["502", "empty"])
-def test_soap_endpoint_answering_html_or_nothing(start_app, fresh_org, caplog, fault):
+def test_soap_endpoint_answering_html_or_nothing(connect_to, fresh_org, caplog, fault):
     caplog.set_level(logging.INFO)
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     secrets_ = _secrets(running, http)
     _faults(fresh_org, soap_endpoint=fault)
     base = counters(fresh_org)
@@ -173,11 +166,11 @@ def test_soap_endpoint_answering_html_or_nothing(start_app, fresh_org, caplog, f
 
 # ------------------------------------------------------------------------ the session store
 
-def test_redis_stopped_mid_session_gives_503_and_the_app_recovers(start_app, fresh_org,
+def test_redis_stopped_mid_session_gives_503_and_the_app_recovers(connect_to, fresh_org,
                                                                    redis_server, tmp_path,
                                                                    caplog):
     caplog.set_level(logging.INFO)
-    running, http = connect(start_app, fresh_org, SESSION_TYPE="redis", REDIS_URL=redis_server.url)
+    running, http = connect_to(fresh_org, SESSION_TYPE="redis", REDIS_URL=redis_server.url)
     assert http.get(f"{running.url}/query", params={"q": SOQL}).status_code == 200
     secrets_ = _secrets(running, http)
 
@@ -249,8 +242,8 @@ def test_callback_with_duplicated_missing_or_oversized_parameters(start_app, loc
     assert counters(local_org)["token.authorization_code"] == before + 1
 
 
-def test_soql_of_100_kb(start_app, local_org):
-    running, http = connect(start_app, local_org)
+def test_soql_of_100_kb(connect_to, local_org):
+    running, http = connect_to(local_org)
     padding = "x" * 60_000
     long_soql = f"SELECT Id FROM Contact WHERE LastName = '{padding}'"
     response = http.get(f"{running.url}/query", params={"q": long_soql})
@@ -280,8 +273,8 @@ def _raw_get(url: str, target: bytes, cookie: str | None = None) -> tuple[int, b
     return int(head.split()[1]), body
 
 
-def test_non_utf8_bytes_in_query_strings(start_app, local_org):
-    running, http = connect(start_app, local_org)
+def test_non_utf8_bytes_in_query_strings(connect_to, local_org):
+    running, http = connect_to(local_org)
     cookie = http.cookies.get("sfconnect_session")
     targets = [b"/query?q=%FF%FE", b"/query?q=SELECT+Id+FROM+Contact+WHERE+Name+=+'%C3%28'",
                b"/?q=%FF", b"/login?q=%FF", b"/oauth/callback?state=%FF&code=%FE",
@@ -297,10 +290,10 @@ def test_non_utf8_bytes_in_query_strings(start_app, local_org):
     assert http.get(f"{running.url}/query", params={"q": SOQL}).status_code == 200
 
 
-def test_faults_are_logged_once_each_without_secrets(start_app, fresh_org, caplog):
+def test_faults_are_logged_once_each_without_secrets(connect_to, fresh_org, caplog):
     """One log line per failure, naming the service and what happened (and nothing secret)."""
     caplog.set_level(logging.INFO)
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     secrets_ = _secrets(running, http)
     _faults(fresh_org, soap_endpoint="502")
     started = time.time()

@@ -18,8 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import lxml.html
 import pytest
 import requests
-from conftest import start_org
-from conftest_flow import ZOE, Relay, counters, sign_in, sign_in_at, start_login
+
+from tests.helpers.flow import Relay, sign_in, sign_in_at, start_login
+from tests.helpers.org import ZOE, counters, start_org
 
 CONTACTS_WITH_ACCOUNT = "SELECT Id, FirstName, LastName, Account.Name FROM Contact LIMIT 20"
 
@@ -64,26 +65,6 @@ def resign(token: dict, secret: str) -> dict:
     digest = hmac.new(secret.encode(), (token["id"] + token["issued_at"]).encode(),
                       hashlib.sha256).digest()
     return {**token, "signature": base64.b64encode(digest).decode()}
-
-
-@pytest.fixture
-def connected(start_app, local_org):
-    """An app against the shared local org, and a browser signed in to it as Ada Admin."""
-    running = start_app(local_org)
-    http = requests.Session()
-    signed = sign_in(http, running.url)
-    assert signed.response.url == running.url + "/", signed.response.text
-    return running, http
-
-
-@pytest.fixture
-def connected_fresh(start_app, fresh_org):
-    """Like `connected`, on an org of the test's own (for expiry, settings and faults)."""
-    running = start_app(fresh_org)
-    http = requests.Session()
-    signed = sign_in(http, running.url)
-    assert signed.response.url == running.url + "/", signed.response.text
-    return running, http
 
 
 # ------------------------------------------------------------------------------- the flow
@@ -305,8 +286,9 @@ def test_logout_needs_csrf_then_revokes_and_clears(connected, local_org):
                     allow_redirects=False).status_code == 302
 
 
-def test_logout_when_revoke_fails_still_clears(connected_fresh, fresh_org):
-    running, http = connected_fresh
+@pytest.mark.parametrize("connected", ["fresh_org"], indirect=True)
+def test_logout_when_revoke_fails_still_clears(connected, fresh_org):
+    running, http = connected
     home = http.get(running.url + "/")
     fresh_org.server.shutdown()  # Salesforce is gone
     response = http.post(f"{running.url}/logout", data={"csrf_token": csrf_token(home)})
@@ -453,8 +435,9 @@ def test_query_when_not_connected_goes_home(start_app, local_org):
 
 # ------------------------------------------------------------------------- refresh
 
-def test_expired_session_is_refreshed_once_and_the_query_succeeds(connected_fresh, fresh_org):
-    running, http = connected_fresh
+@pytest.mark.parametrize("connected", ["fresh_org"], indirect=True)
+def test_expired_session_is_refreshed_once_and_the_query_succeeds(connected, fresh_org):
+    running, http = connected
     before = stored_tokens(running, http)
     assert http.get(f"{running.url}/query", params={"q": CONTACTS_WITH_ACCOUNT}).status_code == 200
     requests.post(f"{fresh_org.url}/__admin/expire-sessions").raise_for_status()
@@ -473,8 +456,9 @@ def test_expired_session_is_refreshed_once_and_the_query_succeeds(connected_fres
     assert counters(fresh_org).get("token.refresh_token", 0) == after.get("token.refresh_token", 0)
 
 
-def test_refresh_with_rotation_stores_the_new_refresh_token(connected_fresh, fresh_org):
-    running, http = connected_fresh
+@pytest.mark.parametrize("connected", ["fresh_org"], indirect=True)
+def test_refresh_with_rotation_stores_the_new_refresh_token(connected, fresh_org):
+    running, http = connected
     requests.post(f"{fresh_org.url}/__admin/settings",
                   json={"refresh_token_rotation": True}).raise_for_status()
     first = stored_tokens(running, http)
@@ -487,8 +471,9 @@ def test_refresh_with_rotation_stores_the_new_refresh_token(connected_fresh, fre
     assert counters(fresh_org).get("token.refresh_token", 0) == 2
 
 
-def test_failed_refresh_asks_to_connect_again_and_keeps_the_soql(connected_fresh, fresh_org):
-    running, http = connected_fresh
+@pytest.mark.parametrize("connected", ["fresh_org"], indirect=True)
+def test_failed_refresh_asks_to_connect_again_and_keeps_the_soql(connected, fresh_org):
+    running, http = connected
     tokens = stored_tokens(running, http)
     fresh_org.state.tokens.revoke(tokens.refresh_token)  # e.g. an admin revoked the app
     soql = "SELECT Name FROM Account WHERE Name LIKE '%&%'"
@@ -504,8 +489,9 @@ def test_failed_refresh_asks_to_connect_again_and_keeps_the_soql(connected_fresh
     assert doc(signed.response).xpath("//textarea[@name='q']")[0].text == soql
 
 
-def test_second_invalid_session_after_refresh_is_an_error_not_a_loop(connected_fresh, fresh_org):
-    running, http = connected_fresh
+@pytest.mark.parametrize("connected", ["fresh_org"], indirect=True)
+def test_second_invalid_session_after_refresh_is_an_error_not_a_loop(connected, fresh_org):
+    running, http = connected
     # Every token the org issues from now on is born expired.
     requests.post(f"{fresh_org.url}/__admin/settings",
                   json={"access_token_lifetime": 0}).raise_for_status()
@@ -676,10 +662,11 @@ def test_redis_sessions_hold_no_tokens(start_app, fresh_org, redis_server):
     assert not client.exists(f"sfconnect:session:{sid}")
 
 
-def test_concurrent_requests_on_an_expired_session_refresh_once(connected_fresh, fresh_org):
+@pytest.mark.parametrize("connected", ["fresh_org"], indirect=True)
+def test_concurrent_requests_on_an_expired_session_refresh_once(connected, fresh_org):
     from concurrent.futures import ThreadPoolExecutor
 
-    running, http = connected_fresh
+    running, http = connected
     requests.post(f"{fresh_org.url}/__admin/settings",
                   json={"refresh_token_rotation": True}).raise_for_status()
     fresh_org.state.tokens.expire_all()

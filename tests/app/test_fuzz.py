@@ -10,12 +10,12 @@ from urllib.parse import quote, quote_from_bytes
 
 import pytest
 import requests
-from conftest import start_org
-from conftest_flow import sign_in
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from devorg import serve_in_thread
+from tests.helpers.flow import sign_in
+from tests.helpers.org import start_org
 
 PATHS = ("/oauth/callback", "/query", "/export.csv", "/export.json", "/")
 NAMES = ("q", "state", "code", "error", "error_description", "locator", "start", "all", "batch",

@@ -11,8 +11,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import gate_for, mint_token
-from conftest_flow import connect, counters, sign_in
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from requests.adapters import HTTPAdapter
@@ -20,6 +18,9 @@ from requests.adapters import HTTPAdapter
 from sfconnect.auth.trust import SALESFORCE_DOMAINS, TrustPolicy
 from sfconnect.errors import RedirectRefused, UntrustedHost
 from sfconnect.http import token_gate
+from tests.helpers.app import gate_for
+from tests.helpers.flow import sign_in
+from tests.helpers.org import counters, mint_token
 
 SOQL = "SELECT Id, Name FROM Account LIMIT 5"
 
@@ -78,10 +79,10 @@ def _set_faults(org, **switches) -> None:
     requests.post(f"{org.url}/__admin/faults", json=switches).raise_for_status()
 
 
-def test_partner_endpoint_answering_307_gets_nothing_sent_on(start_app, fresh_org, listener):
+def test_partner_endpoint_answering_307_gets_nothing_sent_on(connect_to, fresh_org, listener):
     """RFC 9700 §4.12: a trusted partner endpoint answers 307 to a host of the test's; zeep's own
     transport would re-POST the envelope, sessionId included. The gate follows nothing."""
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     _set_faults(fresh_org, soap_redirect_to=f"http://localhost:{listener.port}")
     before = counters(fresh_org)
 

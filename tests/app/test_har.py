@@ -7,7 +7,8 @@ import re
 from datetime import datetime
 
 import requests
-from conftest_flow import sign_in
+
+from tests.helpers.flow import sign_in
 
 SOQL = "SELECT Id, Name FROM Account ORDER BY Name LIMIT 3"
 ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")

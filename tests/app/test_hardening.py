@@ -8,12 +8,14 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO, free_port
+
+from tests.helpers.paths import REPO
+from tests.helpers.servers import free_port
+from tests.helpers.wait import until
 
 HSTS = "max-age=31536000; includeSubDomains"
 HTTPS_CALLBACK = "https://sfconnect.example/oauth/callback"
@@ -82,17 +84,18 @@ def test_app_py_removes_its_demo_jwt_key_when_stopped(tmp_path, signum):
             [sys.executable, "app.py", "--port", str(port), "--org-port", str(org_port)],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
             preexec_fn=_reset_sigint)
+
+    def started() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"app.py did not start (exit {process.poll()}):\n{log.read_text()}")
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+        except requests.ConnectionError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"app.py did not start (exit {process.poll()}):\n{log.read_text()}")
-            time.sleep(0.1)
+        until(started, timeout=60,
+              message=lambda: f"app.py did not start (exit {process.poll()}):\n{log.read_text()}")
         keys = _keys(tmpdir)
         assert len(keys) == 1, keys
         assert keys[0].stat().st_mode & 0o777 == 0o600

@@ -4,7 +4,9 @@ loop; a grant that is gone ends the session with "connect again"."""
 from __future__ import annotations
 
 import requests
-from conftest_flow import connect, counters, logout_csrf, token_set
+
+from tests.helpers.flow import logout_csrf, token_set
+from tests.helpers.org import counters
 
 
 def _refresh_identity(running, http: requests.Session) -> requests.Response:
@@ -13,8 +15,8 @@ def _refresh_identity(running, http: requests.Session) -> requests.Response:
                      allow_redirects=False)
 
 
-def test_identity_refetch_on_an_expired_session_refreshes_once_and_retries(start_app, fresh_org):
-    running, http = connect(start_app, fresh_org)
+def test_identity_refetch_on_an_expired_session_refreshes_once_and_retries(connect_to, fresh_org):
+    running, http = connect_to(fresh_org)
     before_tokens = token_set(running, http)
     requests.post(f"{fresh_org.url}/__admin/expire-sessions").raise_for_status()
     base = counters(fresh_org)
@@ -33,8 +35,8 @@ def test_identity_refetch_on_an_expired_session_refreshes_once_and_retries(start
     assert counters(fresh_org)["token.refresh_token"] == after["token.refresh_token"]
 
 
-def test_identity_403_even_with_a_fresh_token_is_an_error_not_a_loop(start_app, fresh_org):
-    running, http = connect(start_app, fresh_org)
+def test_identity_403_even_with_a_fresh_token_is_an_error_not_a_loop(connect_to, fresh_org):
+    running, http = connect_to(fresh_org)
     requests.post(f"{fresh_org.url}/__admin/faults",
                   json={"identity_endpoint": "403"}).raise_for_status()
     base = counters(fresh_org)
@@ -50,8 +52,8 @@ def test_identity_403_even_with_a_fresh_token_is_an_error_not_a_loop(start_app, 
     assert _refresh_identity(running, http).status_code == 302
 
 
-def test_identity_refetch_with_a_revoked_grant_asks_to_connect_again(start_app, fresh_org):
-    running, http = connect(start_app, fresh_org)
+def test_identity_refetch_with_a_revoked_grant_asks_to_connect_again(connect_to, fresh_org):
+    running, http = connect_to(fresh_org)
     fresh_org.state.tokens.revoke(token_set(running, http).refresh_token)
     response = _refresh_identity(running, http)
     assert response.status_code == 302
@@ -60,14 +62,14 @@ def test_identity_refetch_with_a_revoked_grant_asks_to_connect_again(start_app, 
     assert "Not connected" in page.text
 
 
-def test_rest_401_refreshes_once_and_retries(start_app, fresh_org):
+def test_rest_401_refreshes_once_and_retries(connect_to, fresh_org):
     """The REST API answers a dead token with 401 INVALID_SESSION_ID: TokenService.with_tokens
     (what every call with the user's token goes through) refreshes once and retries, over real
     HTTP to the org's REST query resource."""
     from sfconnect.auth.connection import Connection
     from sfconnect.salesforce import rest
 
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     interface = running.app.session_interface
     sid = http.cookies.get("sfconnect_session")
     connection = Connection.from_session(interface.cache.get(f"sfconnect:session:{sid}")["sf"])

@@ -1,4 +1,4 @@
-"""Single-flight across processes: two sfconnect processes (tests/app/serve_app.py) on different
+"""Single-flight across processes: two sfconnect processes (tests/helpers/serve_app.py) on different
 ports share one session store, the local org runs in the test process, and a burst of requests on
 an expired session, split over both processes, causes exactly one refresh grant.
 
@@ -23,11 +23,12 @@ from pathlib import Path
 import lxml.html
 import pytest
 import requests
-from conftest_flow import counters, sign_in
 
 from devorg import ClientApp
+from tests.helpers.app import SERVE_APP
+from tests.helpers.flow import sign_in
+from tests.helpers.org import counters
 
-LAUNCHER = Path(__file__).resolve().parent / "serve_app.py"
 SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact LIMIT 20"
 BURST = 16
 
@@ -57,7 +58,7 @@ def start_app_process(settings: dict[str, str], workdir: Path, name: str) -> App
     log = workdir / f"{name}.log"
     with open(log, "wb") as stderr:
         # cwd: a directory without a .env, so only `settings` configure the app.
-        process = subprocess.Popen([sys.executable, str(LAUNCHER)], env=env, cwd=workdir,
+        process = subprocess.Popen([sys.executable, str(SERVE_APP)], env=env, cwd=workdir,
                                    stdout=subprocess.PIPE, stderr=stderr)
     ready, _, _ = select.select([process.stdout], [], [], 60)
     line = process.stdout.readline().decode() if ready else ""

@@ -3,7 +3,6 @@ its CSRF token), and the results page, its Next link and its exports name it by 
 from __future__ import annotations
 
 import lxml.html
-from conftest_flow import connect
 
 # A real query of about 90 KB: a long IN list, the shape people paste from spreadsheets.
 NAMES = [f"Name{i:05d}" for i in range(7000)]
@@ -18,8 +17,8 @@ def _form(html: str) -> dict[str, str]:
             if field.get("name") and field.get("type") == "hidden"}
 
 
-def test_a_90_kb_query_runs_from_the_form_and_pages_and_exports(start_app, local_org):
-    running, http = connect(start_app, local_org)
+def test_a_90_kb_query_runs_from_the_form_and_pages_and_exports(connect_to, local_org):
+    running, http = connect_to(local_org)
     assert len(LONG_SOQL) > 80_000
     fields = _form(http.get(running.url + "/").text)
     posted = http.post(running.url + "/query", data={**fields, "q": LONG_SOQL, "batch": "200"},
@@ -42,15 +41,15 @@ def test_a_90_kb_query_runs_from_the_form_and_pages_and_exports(start_app, local
     assert len(export.text.strip().splitlines()) == live + 1  # header + every record
 
 
-def test_the_form_needs_its_csrf_token(start_app, local_org):
-    running, http = connect(start_app, local_org)
+def test_the_form_needs_its_csrf_token(connect_to, local_org):
+    running, http = connect_to(local_org)
     refused = http.post(running.url + "/query", data={"q": "SELECT Id FROM Contact"},
                         allow_redirects=False)
     assert refused.status_code == 400
 
 
-def test_over_salesforce_limit_is_a_clear_400_with_the_query_kept(start_app, local_org):
-    running, http = connect(start_app, local_org)
+def test_over_salesforce_limit_is_a_clear_400_with_the_query_kept(connect_to, local_org):
+    running, http = connect_to(local_org)
     fields = _form(http.get(running.url + "/").text)
     too_long = "SELECT Id FROM Contact WHERE LastName = '" + "x" * 100_000 + "'"
     response = http.post(running.url + "/query", data={**fields, "q": too_long})
@@ -59,8 +58,8 @@ def test_over_salesforce_limit_is_a_clear_400_with_the_query_kept(start_app, loc
     assert "x" * 100_000 in response.text
 
 
-def test_an_unknown_query_id_goes_home(start_app, local_org):
-    running, http = connect(start_app, local_org)
+def test_an_unknown_query_id_goes_home(connect_to, local_org):
+    running, http = connect_to(local_org)
     response = http.get(running.url + "/query", params={"qid": "0" * 20},
                         allow_redirects=False)
     assert response.status_code == 302

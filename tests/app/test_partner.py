@@ -4,17 +4,17 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from pathlib import Path
 
 import pytest
-from conftest import gate_for, mint_token, partner_url_template
 
 from sfconnect.errors import InvalidSession, SalesforceFault, UpstreamError
 from sfconnect.salesforce.partner import PartnerClient
+from tests.helpers.app import gate_for
+from tests.helpers.org import mint_token, partner_url_template
+from tests.helpers.paths import FIXTURES, REPO, RESPONSES
 
-REPO = Path(__file__).resolve().parents[2]
 OWN_WSDL = str(REPO / "sfconnect" / "salesforce" / "wsdl" / "partner.wsdl")
-REAL_WSDL = str(REPO.parent / "shared" / "fixtures" / "salesforce" / "partner-v66.0.wsdl")
+REAL_WSDL = str(FIXTURES / "partner-v66.0.wsdl")
 
 
 @pytest.fixture(scope="module", params=[OWN_WSDL, REAL_WSDL], ids=["own-wsdl", "v66-wsdl"])
@@ -150,7 +150,6 @@ def test_session_id_never_reaches_the_debug_log(local_org, client, caplog):
     assert session_id[16:40] not in caplog.text
 
 
-RESPONSES = REPO.parent / "shared" / "fixtures" / "salesforce" / "responses"
 
 
 def test_the_head_of_a_query_reply_names_the_next_locator_as_the_whole_reply_does(local_org,
@@ -196,7 +195,8 @@ def test_a_head_that_does_not_tell_gives_none(client):
 def test_an_export_reads_replies_whose_head_does_not_tell(start_app, local_org, monkeypatch):
     """The worker then reads the whole reply before asking for the next: same CSV."""
     import requests
-    from conftest_flow import sign_in
+
+    from tests.helpers.flow import sign_in
 
     running = start_app(local_org)
     http = requests.Session()

@@ -15,18 +15,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest_flow import sign_in
 from flask import Flask, render_template_string
-from learn_helpers import leaks, start_capturing_org
 from lxml import etree
-from test_records import envelope, parent, rec, records_of
 
 from sfconnect.redaction import mask
 from sfconnect.salesforce import records as records_module
-from sfconnect.salesforce.records import CsvRows, Table, columns_for, parse_select
-
-REPO = Path(__file__).resolve().parents[2]
-RESPONSES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "salesforce" / "responses"
+from sfconnect.salesforce.records import CsvRows, Table, columns_for
+from sfconnect.salesforce.soql import parse_select
+from tests.helpers.flow import sign_in
+from tests.helpers.learn import leaks, start_capturing_org
+from tests.helpers.paths import REPO, RESPONSES
+from tests.helpers.records import envelope, parent, rec, records_of
 
 
 def careful_and_fast(soql: str, records: list) -> None:

@@ -6,8 +6,9 @@ import json
 
 import lxml.html
 import pytest
-from conftest import FIXTURES
-from conftest_flow import connect, counters
+
+from tests.helpers.org import counters
+from tests.helpers.paths import FIXTURES
 
 REAL_WSDL = FIXTURES / "partner-v66.0.wsdl"
 QUERIES = {
@@ -24,11 +25,11 @@ def _columns(html: str) -> list[str]:
 
 
 @pytest.mark.parametrize("version", [None, "60.0"])
-def test_the_real_partner_wsdl_runs_queries_and_exports(start_app, fresh_org, version):
+def test_the_real_partner_wsdl_runs_queries_and_exports(connect_to, fresh_org, version):
     overrides = {"SF_PARTNER_WSDL": str(REAL_WSDL)}
     if version:
         overrides["SF_API_VERSION"] = version
-    running, http = connect(start_app, fresh_org, **overrides)
+    running, http = connect_to(fresh_org, **overrides)
     for kind, soql in QUERIES.items():
         page = http.get(f"{running.url}/query", params={"q": soql})
         assert page.status_code == 200, (kind, page.text[:500])

@@ -6,12 +6,9 @@ Real Salesforce replies from the fixtures, shapes Salesforce documents but no pu
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from flask import Flask, render_template_string
-from lxml import etree
 
-from sfconnect.salesforce.partner import _query_batch
 from sfconnect.salesforce.records import (
     Table,
     columns_for,
@@ -20,63 +17,27 @@ from sfconnect.salesforce.records import (
     rest_record,
     table_for,
 )
-
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "salesforce"
-RESPONSES = FIXTURES / "responses"
-REPO = Path(__file__).resolve().parents[2]
-SOAP_ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
-
-ENVELOPE = (
-    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-    'xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-    'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:sf="urn:sobject.partner.soap.sforce.com">'
-    '<soapenv:Body><queryResponse><result xsi:type="QueryResult"><done>true</done>'
-    '<queryLocator xsi:nil="true"/>{records}<size>{size}</size></result></queryResponse>'
-    "</soapenv:Body></soapenv:Envelope>")
-
-
-def records_of(xml: bytes | str):
-    doc = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
-    return _query_batch(doc.find(f"{SOAP_ENV}Body")[0]).records
-
-
-def fixture(name: str):
-    return records_of((RESPONSES / name).read_bytes())
-
-
-def envelope(*records: str) -> list:
-    return records_of(ENVELOPE.format(records="".join(records), size=len(records)))
-
-
-def rec(sobject: str, body: str, record_id: str | None = None) -> str:
-    ids = (f"<sf:Id>{record_id}</sf:Id><sf:Id>{record_id}</sf:Id>" if record_id
-           else '<sf:Id xsi:nil="true"/>')
-    return f'<records xsi:type="sf:sObject"><sf:type>{sobject}</sf:type>{ids}{body}</records>'
-
-
-def parent(name: str, sobject: str, body: str) -> str:
-    return (f'<sf:{name} xsi:type="sf:sObject"><sf:type>{sobject}</sf:type>'
-            f'<sf:Id xsi:nil="true"/>{body}</sf:{name}>')
-
+from tests.helpers.paths import REPO
+from tests.helpers.records import envelope, parent, rec, recorded
 
 # -- table_for ---------------------------------------------------------------------------------
 
 def test_duplicate_id_is_one_column_and_names_take_the_reply_casing():
-    table = table_for("select id, NAME from contact", fixture("www-salesforce_query_contacts.xml"))
+    table = table_for("select id, NAME from contact", recorded("www-salesforce_query_contacts.xml"))
     assert table.columns == ["Id", "Name"]
     assert table.rows == [["0BXBXBXBXBXcvhDAAR", "FooBar Homer"],
                           ["00ACACACACACAC0AAO", "BazQux Simpson"]]
 
 
 def test_parent_field_is_a_dotted_column_and_nil_is_none():
-    records = fixture("salesforce-python-toolkit_queryAll_contact_with_account_partner.xml")
+    records = recorded("salesforce-python-toolkit_queryAll_contact_with_account_partner.xml")
     table = table_for("SELECT Account.Name, FirstName, LastName FROM Contact", records)
     assert table.columns == ["Account.Name", "FirstName", "LastName"]
     assert table.rows == [["Unknown", None, "Administrator"]]
 
 
 def test_child_subqueries_are_nested_tables_and_empty_children_none():
-    records = fixture("wrapped/palominolabs_subquery_queryResponse_WRAPPED_BY_US.xml")
+    records = recorded("wrapped/palominolabs_subquery_queryResponse_WRAPPED_BY_US.xml")
     soql = ("SELECT Id, Name, AnnualRevenue, (SELECT Id, FirstName, Email FROM Contacts), "
             "(SELECT Subject FROM Tasks), (SELECT Id, Subject FROM Cases) FROM Account")
     table = table_for(soql, records)
@@ -151,14 +112,14 @@ def test_select_list_columns_exist_without_records_and_functions_keep_field_name
 
 
 def test_unparseable_soql_still_shows_every_field():
-    records = fixture("www-salesforce_query_contacts.xml")
+    records = recorded("www-salesforce_query_contacts.xml")
     assert table_for("not soql at all", records).columns == ["Id", "Name"]
 
 
 # -- rest_record and CSV ---------------------------------------------------------------------
 
 def test_rest_record_shapes_parents_children_and_nil():
-    records = fixture("wrapped/palominolabs_subquery_queryResponse_WRAPPED_BY_US.xml")
+    records = recorded("wrapped/palominolabs_subquery_queryResponse_WRAPPED_BY_US.xml")
     record = rest_record(records[0])
     assert record["attributes"] == {"type": "Account"}
     assert record["Id"] == "0015000000WWD7bAAH"
@@ -168,7 +129,7 @@ def test_rest_record_shapes_parents_children_and_nil():
     assert record["Contacts"]["records"][0] == {
         "attributes": {"type": "Contact"}, "Id": "0035000000km1owAAA", "FirstName": "Liz",
         "Email": "ldcruz@uog.com"}
-    contact = rest_record(fixture(
+    contact = rest_record(recorded(
         "salesforce-python-toolkit_queryAll_contact_with_account_partner.xml")[0])
     assert contact == {"attributes": {"type": "Contact"},
                        "Account": {"attributes": {"type": "Account"}, "Name": "Unknown"},
@@ -178,7 +139,7 @@ def test_rest_record_shapes_parents_children_and_nil():
 
 
 def test_csv_rows_flatten_parents_and_render_children_as_json():
-    records = fixture("wrapped/palominolabs_subquery_queryResponse_WRAPPED_BY_US.xml")
+    records = recorded("wrapped/palominolabs_subquery_queryResponse_WRAPPED_BY_US.xml")
     soql = ("SELECT Id, Name, AnnualRevenue, (SELECT Id, FirstName, Email FROM Contacts), "
             "(SELECT Subject FROM Tasks), (SELECT Id, Subject FROM Cases) FROM Account")
     columns = columns_for(soql, records)

@@ -13,10 +13,11 @@ from urllib.parse import urljoin
 import lxml.html
 import pytest
 import requests
-from conftest_flow import ZOE, connect, counters, logout_csrf, sign_in, sign_in_at, token_set
 
 from sfconnect.auth.expiry import TOUCH_EVERY_S, ExpirySweeper
 from sfconnect.auth.tokens import TokenSet
+from tests.helpers.flow import logout_csrf, sign_in, sign_in_at, token_set
+from tests.helpers.org import ZOE, counters
 
 SOAP_CALL = """<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
@@ -108,9 +109,9 @@ def store_overrides(store: str, redis_server, tmp_path) -> dict[str, str]:
 
 # ------------------------------------------------------------------------ signing in again
 
-def test_sign_in_again_then_log_out_leaves_no_token_of_either_sign_in_alive(start_app,
+def test_sign_in_again_then_log_out_leaves_no_token_of_either_sign_in_alive(connect_to,
                                                                             fresh_org):
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     first = token_set(running, http)
     again = sign_in(http, running.url)  # the same browser, already connected
     assert again.response.url == running.url + "/" and "Ada Admin" in again.response.text
@@ -122,8 +123,8 @@ def test_sign_in_again_then_log_out_leaves_no_token_of_either_sign_in_alive(star
     assert_dead(fresh_org, running.client, second)
 
 
-def test_a_second_sign_in_revokes_the_first_sign_ins_tokens(start_app, fresh_org):
-    running, http = connect(start_app, fresh_org)
+def test_a_second_sign_in_revokes_the_first_sign_ins_tokens(connect_to, fresh_org):
+    running, http = connect_to(fresh_org)
     first = token_set(running, http)
     first_record = connection_of(running, http)["token_record"]
     vault = running.app.extensions["sfconnect.tokens"].vault
@@ -142,7 +143,7 @@ def test_a_second_sign_in_revokes_the_first_sign_ins_tokens(start_app, fresh_org
                     params={"q": "SELECT Name FROM Account LIMIT 2"}).status_code == 200
 
 
-def test_a_step_by_step_sign_in_revokes_the_previous_tokens_at_its_token_step(start_app,
+def test_a_step_by_step_sign_in_revokes_the_previous_tokens_at_its_token_step(connect_to,
                                                                               fresh_org):
     def continue_link(page: requests.Response) -> str:
         return lxml.html.fromstring(page.text).xpath("//a[@id='continue']/@href")[0]
@@ -151,7 +152,7 @@ def test_a_step_by_step_sign_in_revokes_the_previous_tokens_at_its_token_step(st
         form = lxml.html.fromstring(page.text).xpath("//form[@class='continue-form']")[0]
         return http.post(urljoin(running.url + "/", form.action), data=dict(form.form_values()))
 
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     first = token_set(running, http)
     home = lxml.html.fromstring(http.get(running.url + "/").text)
     switch = home.xpath("//form[contains(@class,'step-switch-form')]")[0]
@@ -173,10 +174,10 @@ def test_a_step_by_step_sign_in_revokes_the_previous_tokens_at_its_token_step(st
     assert_dead(fresh_org, running.client, second)
 
 
-def test_log_out_after_the_org_revoked_the_grant_says_revoked(start_app, fresh_org):
+def test_log_out_after_the_org_revoked_the_grant_says_revoked(connect_to, fresh_org):
     """Salesforce answers 400 to revoking a token that is already dead: that token is dead, which
     is what log out wants, so it is not reported as a failure."""
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     tokens = token_set(running, http)
     fresh_org.state.tokens.revoke(tokens.refresh_token)  # e.g. an admin revoked the app
     response = log_out(running, http)
@@ -187,12 +188,12 @@ def test_log_out_after_the_org_revoked_the_grant_says_revoked(start_app, fresh_o
 
 # ------------------------------------------------------------------------ failed refresh
 
-def test_a_dead_grant_at_refresh_revokes_the_access_token_it_held(start_app, fresh_org):
+def test_a_dead_grant_at_refresh_revokes_the_access_token_it_held(connect_to, fresh_org):
     """The identity service refuses the access token (a 403 fault) while the SOAP API still
     accepts it, and the refresh grant is dead because the consumer secret was rotated in
     Salesforce's setup (invalid_client, one of the dead-grant errors). The app drops the
     connection: the access token it held, still alive, must be revoked, not just forgotten."""
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     tokens = token_set(running, http)
     requests.post(f"{fresh_org.url}/__admin/faults",
                   json={"identity_endpoint": "403"}).raise_for_status()
@@ -212,11 +213,11 @@ def test_a_dead_grant_at_refresh_revokes_the_access_token_it_held(start_app, fre
     assert_dead(fresh_org, running.client, tokens)
 
 
-def test_no_refresh_token_to_refresh_with_revokes_the_access_token(start_app, fresh_org):
+def test_no_refresh_token_to_refresh_with_revokes_the_access_token(connect_to, fresh_org):
     """Scope without refresh_token: when the identity service refuses the access token (a 403
     fault) there is nothing to refresh with; the access token, still alive at the SOAP API, is
     revoked as the connection is dropped."""
-    running, http = connect(start_app, fresh_org, SF_SCOPES="api")
+    running, http = connect_to(fresh_org, SF_SCOPES="api")
     tokens = token_set(running, http)
     assert tokens.refresh_token is None
     requests.post(f"{fresh_org.url}/__admin/faults",
@@ -233,11 +234,11 @@ def test_no_refresh_token_to_refresh_with_revokes_the_access_token(start_app, fr
 
 # ------------------------------------------------------------------------ identity mismatch
 
-def test_an_identity_mismatch_revokes_the_token_the_record_held(start_app, fresh_org):
+def test_an_identity_mismatch_revokes_the_token_the_record_held(connect_to, fresh_org):
     """A token record that holds another user's tokens (set up here by writing Zoë's tokens into
     Ada's record): the identity service names Zoë, the app signs Ada's browser out with 409 and
     revokes the tokens it found there."""
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     zoe_browser = requests.Session()
     assert sign_in(zoe_browser, running.url, user=ZOE).response.url == running.url + "/"
     zoe = token_set(running, zoe_browser)
@@ -254,9 +255,9 @@ def test_an_identity_mismatch_revokes_the_token_the_record_held(start_app, fresh
 # ------------------------------------------------------------------ the end of the session
 
 @pytest.mark.parametrize("store", ["filesystem", "redis"])
-def test_the_sweep_revokes_the_tokens_of_a_session_that_ended(start_app, fresh_org,
+def test_the_sweep_revokes_the_tokens_of_a_session_that_ended(connect_to, fresh_org,
                                                               redis_server, tmp_path, store):
-    running, http = connect(start_app, fresh_org,
+    running, http = connect_to(fresh_org,
                             **store_overrides(store, redis_server, tmp_path))
     tokens = token_set(running, http)
     record = connection_of(running, http)["token_record"]
@@ -283,11 +284,11 @@ def test_the_sweep_revokes_the_tokens_of_a_session_that_ended(start_app, fresh_o
 
 @pytest.mark.parametrize("store", ["filesystem", "redis"])
 def test_two_apps_sweeping_the_same_store_at_once_revoke_each_record_once(
-        start_app, fresh_org, redis_server, tmp_path, store):
+        start_app, connect_to, fresh_org, redis_server, tmp_path, store):
     """Two app instances (as two processes would) share one store and sweep it at the same time:
     each ended record is claimed by one of them, so each family is revoked exactly once."""
     shared = {"SECRET_KEY": "k" * 64, **store_overrides(store, redis_server, tmp_path)}
-    first, _ = connect(start_app, fresh_org, **shared)
+    first, _ = connect_to(fresh_org, **shared)
     second = start_app(fresh_org, **shared)
     browsers = [requests.Session() for _ in range(6)]
     for browser in browsers:
@@ -315,7 +316,7 @@ def test_two_apps_sweeping_the_same_store_at_once_revoke_each_record_once(
         assert_dead(fresh_org, first.client, tokens)
 
 
-def test_a_response_sets_off_the_sweep_once_a_minute_per_process(start_app, fresh_org):
+def test_a_response_sets_off_the_sweep_once_a_minute_per_process(connect_to, fresh_org):
     """The sweep runs after a response has been sent, at most once per interval; here its clock
     is moved past the session's end, and a thread event says when the sweep is done."""
 
@@ -332,7 +333,7 @@ def test_a_response_sets_off_the_sweep_once_a_minute_per_process(start_app, fres
             self.done.set()
             return count
 
-    running, http = connect(start_app, fresh_org)
+    running, http = connect_to(fresh_org)
     tokens = token_set(running, http)
     lifetime = running.app.extensions["sfconnect.settings"].session_lifetime
     sweeper = WatchedSweeper()

@@ -10,15 +10,9 @@ import lxml.html
 import pytest
 import redis
 import requests
-from conftest_flow import (
-    connect,
-    counters,
-    logout_csrf,
-    sign_in,
-    sign_in_at,
-    start_login,
-    token_set,
-)
+
+from tests.helpers.flow import logout_csrf, sign_in, sign_in_at, start_login, token_set
+from tests.helpers.org import counters
 
 SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact LIMIT 20"
 
@@ -39,13 +33,13 @@ def _redis_dump(url: str, workdir: Path) -> bytes:
 
 
 @pytest.mark.parametrize("store", ["redis", "filesystem"])
-def test_no_token_or_secret_at_rest_after_a_whole_flow(start_app, fresh_org, redis_server,
+def test_no_token_or_secret_at_rest_after_a_whole_flow(connect_to, fresh_org, redis_server,
                                                        tmp_path, store):
     overrides = ({"SESSION_TYPE": "redis", "REDIS_URL": redis_server.url} if store == "redis"
                  else {"SESSION_FILE_DIR": str(tmp_path / "store")})
     requests.post(f"{fresh_org.url}/__admin/settings",
                   json={"refresh_token_rotation": True}).raise_for_status()
-    running, http = connect(start_app, fresh_org, **overrides)
+    running, http = connect_to(fresh_org, **overrides)
     first = token_set(running, http)
     assert http.get(f"{running.url}/query", params={"q": SOQL}).status_code == 200
     requests.post(f"{fresh_org.url}/__admin/expire-sessions").raise_for_status()
@@ -94,9 +88,9 @@ def _assert_security_headers(response: requests.Response) -> None:
         assert not page.xpath("//a[starts-with(normalize-space(@href), 'javascript:')]"), where
 
 
-def test_security_headers_on_pages_errors_redirects_exports_and_static_files(start_app,
+def test_security_headers_on_pages_errors_redirects_exports_and_static_files(connect_to,
                                                                              local_org):
-    running, http = connect(start_app, local_org)
+    running, http = connect_to(local_org)
     stranger = requests.Session()
     url = running.url
     home = http.get(url + "/")
@@ -156,8 +150,8 @@ def _post_forms(response: requests.Response) -> list[tuple[str, dict[str, str]]]
     return forms
 
 
-def test_every_state_changing_form_carries_a_csrf_token_and_needs_it(start_app, local_org):
-    running, http = connect(start_app, local_org)
+def test_every_state_changing_form_carries_a_csrf_token_and_needs_it(connect_to, local_org):
+    running, http = connect_to(local_org)
     url = running.url
     pages = [
         http.get(url + "/"),
@@ -182,7 +176,7 @@ def test_every_state_changing_form_carries_a_csrf_token_and_needs_it(start_app, 
 
     before = token_set(running, http)
     # A real token, but another browser's: it is bound to that browser's session.
-    other_token = logout_csrf(connect(start_app, local_org)[1].get(url + "/").text)
+    other_token = logout_csrf(connect_to(local_org)[1].get(url + "/").text)
     for action in sorted(actions):
         for data in ({}, {"csrf_token": "forged"}, {"csrf_token": other_token}):
             refused = http.post(url + action, data=data, allow_redirects=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import lxml.html
 import requests
-from conftest_flow import sign_in
+
+from tests.helpers.flow import sign_in
 
 
 def _checks(page) -> dict[str, str]:

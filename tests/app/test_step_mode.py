@@ -7,10 +7,12 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import lxml.html
 import requests
-from conftest_flow import counters, sign_in, sign_in_at, start_login
-from learn_helpers import leaks, start_capturing_org, steps_of
 
 from sfconnect.redaction import HIDDEN, mask
+from tests.helpers.flow import sign_in, sign_in_at, start_login
+from tests.helpers.learn import leaks, start_capturing_org, steps_of
+from tests.helpers.org import counters
+from tests.helpers.wait import until
 
 SOQL = "SELECT Id, Name, Industry FROM Account ORDER BY Name LIMIT 5"
 AUTHORIZE_PARAMS = ["response_type", "client_id", "redirect_uri", "scope", "state",
@@ -281,7 +283,7 @@ def test_stale_and_replayed_continues_are_refused_cleanly(start_app, local_org):
     for data in ({"csrf_token": token}, {"csrf_token": token, "continue": "no-such-step"},
                  {"csrf_token": token, "continue": "é\u0000" * 3}):
         assert refused_as_stale(http.post(url + "/step", data=data, allow_redirects=False))
-    assert refused_as_stale(http.get(url + "/login", params={"step": "no-such-step"},
+    assert refused_as_stale(http.get(url + "/step/authorize", params={"step": "no-such-step"},
                                      allow_redirects=False))
 
     # Paused after the token exchange, then signed out: the held tokens are revoked, and the
@@ -366,8 +368,8 @@ def test_a_request_under_way_while_a_step_pauses_does_not_lose_the_step(start_ap
     thread = threading.Thread(target=lambda: lookup.setdefault(
         "status", http.get(url + "/describe").status_code))
     thread.start()
-    while counters(fresh_org).get("soap.describeGlobal", 0) == before and thread.is_alive():
-        thread.join(0.01)
+    until(lambda: counters(fresh_org).get("soap.describeGlobal", 0) != before
+          or not thread.is_alive(), message="the describe lookup did not reach the org")
     paused = http.get(url + "/query", params={"q": SOQL})
     assert kind(paused) == "soap"
     thread.join()

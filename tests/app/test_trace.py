@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 import requests
-from conftest_flow import sign_in
-from learn_helpers import csrf_token, leaks, start_capturing_org, steps_of
 
-from sfconnect.learn.trace import LIMIT, TraceStore
+from sfconnect.learn.trace_store import LIMIT, TraceStore
 from sfconnect.redaction import mask
+from tests.helpers.flow import logout_csrf, sign_in
+from tests.helpers.learn import leaks, start_capturing_org, steps_of
 
 SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact ORDER BY LastName LIMIT 5"
 
@@ -42,7 +42,7 @@ def test_full_flow_trace_in_order_and_no_secret_anywhere(start_app, caplog):
 
         home = http.get(running.url + "/")
         assert http.post(f"{running.url}/logout",
-                         data={"csrf_token": csrf_token(home.text)}).status_code == 200
+                         data={"csrf_token": logout_csrf(home.text)}).status_code == 200
         after = http.get(f"{running.url}/flow")
         # The signed-in session's trace is gone; the logout's own revoke begins the next one.
         assert steps_of(after) == ["revoke", "revoke"]  # refresh, then access token
@@ -88,7 +88,7 @@ def test_trace_is_kept_in_redis_with_redis_sessions_and_deleted_at_logout(start_
     before = {key.decode() for key in client.keys("sfconnect:trace:*")}
     assert len(before) == 1
     http.post(f"{running.url}/logout",
-              data={"csrf_token": csrf_token(http.get(running.url).text)})
+              data={"csrf_token": logout_csrf(http.get(running.url).text)})
     after = {key.decode() for key in client.keys("sfconnect:trace:*")}
     assert not before & after  # the signed-in trace is gone
     assert steps_of(http.get(f"{running.url}/flow")) == ["revoke", "revoke"]
@@ -120,7 +120,7 @@ def test_trace_keeps_the_last_hundred_entries(tmp_path):
 def test_flow_page_before_any_exchange_and_outside_requests(start_app, local_org):
     running = start_app(local_org)
     # An exchange outside any request (CLI, start-up) is not recorded anywhere, and harmless.
-    from conftest import gate_for
+    from tests.helpers.app import gate_for
 
     assert gate_for(local_org.url, purpose="oauth").get(
         f"{local_org.url}/services/data").status_code < 500
@@ -132,31 +132,53 @@ def test_a_page_leaves_before_its_trace_is_stored_and_readers_wait_for_it(start_
                                                                           monkeypatch):
     """A query's trace entries (64 KB of its reply, encrypted) are stored once the page has been
     sent; /flow right after shows them, and logout deletes the trace only once they are in.
-    The store is made slow so that the order is the same on every run."""
+    Each append is held until the test, or a reader or a delete of the trace, lets it go, so the
+    order is the same on every run; the held pages' connections are closed, so the next request
+    comes on another one (as a browser's may) and is not queued behind the held append."""
     import threading
 
     order: list[str] = []
-    append = TraceStore.append
+    append, load, delete = TraceStore.append, TraceStore.load, TraceStore.delete
+    let_go = threading.Event()
 
-    def slow_append(self, trace_id, entries):  # noqa: ANN001, ANN202
-        threading.Event().wait(0.3)
+    def held_append(self, trace_id, entries):  # noqa: ANN001, ANN202
+        let_go.wait(30)  # a bound, not a delay: whoever reads or deletes the trace lets it go
         append(self, trace_id, entries)
         order.append("stored")
 
+    def reading(self, trace_id):  # noqa: ANN001, ANN202
+        order.append("read")
+        let_go.set()
+        return load(self, trace_id)
+
+    def deleting(self, trace_id):  # noqa: ANN001, ANN202
+        order.append("delete")
+        let_go.set()
+        delete(self, trace_id)
+
     running = start_app(local_org)
     http = requests.Session()
+    close = {"Connection": "close"}
     assert sign_in(http, running.url).response.url == running.url + "/"
-    monkeypatch.setattr(TraceStore, "append", slow_append)
-    page = http.get(f"{running.url}/query", params={"q": "SELECT Name FROM Account LIMIT 3"})
+    http.get(f"{running.url}/flow")  # a reader: returns once the sign-in's entries are stored
+    monkeypatch.setattr(TraceStore, "append", held_append)
+    monkeypatch.setattr(TraceStore, "load", reading)
+    monkeypatch.setattr(TraceStore, "delete", deleting)
+    page = http.get(f"{running.url}/query", params={"q": "SELECT Name FROM Account LIMIT 3"},
+                    headers=close)
     order.append("page received")
     assert page.status_code == 200
     assert steps_of(http.get(f"{running.url}/flow"))[-1] == "SOAP request"
-    assert order == ["page received", "stored"]
+    assert order == ["page received", "read", "stored"]
 
+    let_go.clear()
     traces = Path(running.app.extensions["sfconnect.settings"].session_file_dir) / "traces"
     before = {p.name for p in traces.glob("*.json")}
-    http.get(f"{running.url}/query", params={"q": "SELECT Name FROM Account LIMIT 2"})
-    http.post(f"{running.url}/logout", data={"csrf_token": csrf_token(http.get(running.url).text)})
+    http.get(f"{running.url}/query", params={"q": "SELECT Name FROM Account LIMIT 2"},
+             headers=close)
+    home = http.get(running.url, headers=close)
+    http.post(f"{running.url}/logout", data={"csrf_token": logout_csrf(home.text)})
+    assert order[3] == "delete"  # while the second query's entries were held
     assert steps_of(http.get(f"{running.url}/flow")) == ["revoke", "revoke"]
     assert before and not before & {p.name for p in traces.glob("*.json")}  # none came back
     assert order.count("stored") >= 3  # the second query's, and the logout's revoke
@@ -185,8 +207,11 @@ def test_a_large_reply_masked_later_reads_as_one_masked_at_once():
 
 def test_entries_are_stored_even_when_the_server_never_closes_the_response(tmp_path):
     """A server may skip closing a response (werkzeug's does when the browser resets the
-    connection after a redirect): the entries are stored once the response object is freed."""
+    connection after a redirect): the entries are stored once the response object is freed.
+    The test frees it itself and then looks, instead of asking `load`, which would wait for the
+    pending entries (up to its timeout) before the response is freed."""
     import gc
+    import weakref
 
     from flask import Response
 
@@ -205,7 +230,11 @@ def test_entries_are_stored_even_when_the_server_never_closes_the_response(tmp_p
         response = Response("moved", status=303)
         trace._store_after_sending(store, response)
         trace_id = session[trace.SESSION_KEY]
-        assert store.load(trace_id)["entries"] == []  # not before the response is done with
+        # Not before the response is done with: the trace is not in the store yet.
+        assert store.store.read(trace_id) is None
+        freed = weakref.ref(response)
         del response
         gc.collect()
+        assert freed() is None  # nothing else held it: its finalizer has run, and stored them
+        assert store.store.read(trace_id) is not None
         assert [e["note"] for e in store.load(trace_id)["entries"]] == ["never closed"]

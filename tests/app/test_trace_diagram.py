@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import requests
-from conftest_flow import sign_in
 from lxml import etree
 
 from sfconnect.learn.diagram import ROWS, render_svg
+from tests.helpers.flow import sign_in
 
 SVG = "{http://www.w3.org/2000/svg}"
 

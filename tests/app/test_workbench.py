@@ -8,20 +8,15 @@ from html import unescape
 import lxml.html
 import pytest
 import requests
-from conftest import module_org
-from conftest_flow import counters
-from test_exports import connect
+
+from tests.helpers.org import counters, module_org
 
 CONTACTS = 2500
 
 
 org = module_org(CONTACTS)  # the module's own org: some tests shorten its cursors
-
-
-@pytest.fixture
-def connected(org, start_app):
-    app = start_app(org)
-    return app, connect(app)
+# Every test is connected to it.
+pytestmark = pytest.mark.parametrize("connected", ["org"], indirect=True)
 
 
 def doc(response: requests.Response):

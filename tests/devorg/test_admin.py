@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import requests
-from conftest_oauth import ADMIN, CALLBACK, identity, password_token, web_tokens
 
 import devorg
 from devorg import OrgConfig, serve_in_thread
+from tests.helpers.oauth import CALLBACK, identity, password_token, web_tokens
+from tests.helpers.org import ADMIN
 
 
 def post(org, path: str, body) -> requests.Response:

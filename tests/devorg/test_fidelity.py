@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest_soap import (
-    NS,
-    RESPONSES,
-    XSI_NIL,
-    XSI_TYPE,
-    mint_token,
-    partner_url,
-    soap_post,
-)
 from lxml import etree
 
 import devorg
 from devorg import OrgConfig
+from tests.helpers.org import mint_token
+from tests.helpers.paths import RESPONSES
+from tests.helpers.soap import NS, XSI_NIL, XSI_TYPE, partner_url, soap_post
 
 RECORDS = f"{{{NS['p']}}}records"
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 
 import requests
-from conftest import FIXTURES
-from conftest_oauth import ADMIN, CALLBACK, identity, password_token, web_tokens
+
+from tests.helpers.oauth import CALLBACK, identity, password_token, web_tokens
+from tests.helpers.org import ADMIN
+from tests.helpers.paths import FIXTURES
 
 REAL = json.loads((FIXTURES / "oauth" / "mobilesdk-android_identity_response.json").read_text())
 

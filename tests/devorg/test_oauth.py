@@ -8,8 +8,8 @@ import re
 import time
 
 import requests
-from conftest_oauth import (
-    ADMIN,
+
+from tests.helpers.oauth import (
     CALLBACK,
     JWT_GRANT,
     authorize_url,
@@ -26,6 +26,7 @@ from conftest_oauth import (
     rsa_key_and_certificate,
     web_tokens,
 )
+from tests.helpers.org import ADMIN
 
 TOKEN_KEYS = ["access_token", "refresh_token", "signature", "scope", "instance_url", "id",
               "token_type", "issued_at"]

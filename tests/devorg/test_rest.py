@@ -5,10 +5,11 @@ import re
 
 import pytest
 import requests
-from conftest_soap import NS, mint_token, soap_post
 from lxml import etree
 
 from devorg.rest import release_name
+from tests.helpers.org import mint_token
+from tests.helpers.soap import NS, soap_post
 
 BASE = "/services/data/v66.0"
 

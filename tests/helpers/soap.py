@@ -1,19 +1,18 @@
-"""Helpers for the SOAP/REST tests of the local org: tokens, raw envelopes, a strict zeep client."""
+"""The local org's SOAP partner API driven directly: raw envelopes, a strict zeep client on the
+real v66.0 WSDL, and reading replies."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 import requests
 import zeep
-from conftest import mint_token  # noqa: F401 - shared with the SOAP tests
 from lxml import etree
 from zeep.transports import Transport
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "salesforce"
+from tests.helpers.paths import FIXTURES
+
 WSDL = FIXTURES / "partner-v66.0.wsdl"
-RESPONSES = FIXTURES / "responses"
 VERSION = "66.0"
 
 NS = {
@@ -25,11 +24,6 @@ NS = {
 }
 XSI_NIL = f"{{{NS['xsi']}}}nil"
 XSI_TYPE = f"{{{NS['xsi']}}}type"
-
-
-def user_id(org, username: str = "admin@devorg.local") -> str:
-    """The Id of a seeded user."""
-    return org.state.data.user_by_username(username)["Id"]
 
 
 def partner_url(org, version: str = VERSION, org_id: str | None = None) -> str:

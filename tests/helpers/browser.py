@@ -1,6 +1,6 @@
-"""Browser fixtures shared by every browser test: one headless Debian Chromium for the run
-(driven by Playwright; no browser is ever downloaded), a fresh page per test that collects console
-errors, and signing in through the local org's login and consent pages.
+"""For the browser tests (tests/app/conftest.py has their `browser` and `page` fixtures): one
+headless Debian Chromium driven by Playwright (no browser is ever downloaded), signing in through
+the local org's login and consent pages, and the accessibility check.
 
 Every page the `page` fixture loads is checked with axe-core (WCAG 2.1 A and AA, and axe's best
 practices) once it has loaded; the test fails at teardown on any violation, listing each one. A
@@ -15,14 +15,15 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers.org import ADMIN
+from tests.helpers.paths import REPO
+
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling out on a closed network.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -198,53 +199,12 @@ def assert_accessible(page, now: bool = True) -> None:
         pytest.fail(failures, pytrace=False)
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
-def pytest_collection_modifyitems(items) -> None:
-    """A test that drives Chromium is a browser test, marked or not: `-m browser` selects it."""
-    for item in items:
-        if "browser" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.browser)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing (apt-get install chromium)")
-    axe_source()  # fail before launching anything when node_modules is missing
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A page of its own context (no cookies shared between tests); `page.problems` lists the
-    console errors and uncaught script errors seen (a CSP violation shows up there). Every page
-    it loads is checked with axe-core; the test fails at teardown on any violation."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    watch_accessibility(context)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(
-        f"{message.location.get('url')}: {message.text}") if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.problems = problems
-    yield page
-    try:
-        assert_accessible(page, now=False)
-    finally:
-        context.close()
-
-
 def app_problems(page, running) -> list[str]:
     """Console errors of the app's pages (the local org's own pages are not under test)."""
     return [p for p in page.problems if p.startswith(running.url)]
 
 
-def sign_in(page, running, org, username: str = "admin@devorg.local",
-            password: str = "Welcome1!") -> None:
+def sign_in(page, running, org, username: str = ADMIN[0], password: str = ADMIN[1]) -> None:
     """Connect from the app's home page: sign in at the local org and allow access."""
     page.goto(running.url + "/")
     expect(page.locator(".status-text")).to_have_text("Not connected")

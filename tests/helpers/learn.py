@@ -1,7 +1,5 @@
-"""Helpers for the learning-page tests: an org that records every secret it hands out or takes.
-
-Imported by tests/app/test_trace*.py, test_har.py, test_compare.py; not a conftest.
-"""
+"""For the learning pages' tests: an org that records every secret it hands out or takes, a
+search for those secrets in any text, and the steps /flow shows."""
 from __future__ import annotations
 
 import io
@@ -11,10 +9,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import lxml.html
 import requests
-from conftest import LocalOrg
 
 import devorg
 from devorg import OrgConfig, serve_in_thread
+from tests.helpers.org import LocalOrg
 
 SECRET_FORM_FIELDS = ("code", "code_verifier", "client_secret", "refresh_token", "token",
                       "assertion", "password")
@@ -88,11 +86,6 @@ def leaks(text: str, secrets: set[str]) -> list[str]:
         if any(form in text for form in forms):
             found.append(secret)
     return found
-
-
-def csrf_token(html: str) -> str:
-    doc = lxml.html.fromstring(html)
-    return doc.xpath("//form[@class='logout-form']//input[@name='csrf_token']")[0].get("value")
 
 
 def steps_of(page: requests.Response) -> list[str]:

@@ -1,7 +1,5 @@
-"""Helpers for the flow tests: sign in on the local org's pages like a browser would, with requests.
-
-Imported by tests/app/test_flow.py and test_settings.py; not a conftest (pytest does not load it).
-"""
+"""The web server flow driven with requests the way a browser drives it: GET /login, the org's
+login and consent pages, back through the callback; and what the app holds for a browser."""
 from __future__ import annotations
 
 import json
@@ -15,9 +13,7 @@ import requests
 from werkzeug.wrappers import Request, Response
 
 from devorg import RunningServer, serve_in_thread
-
-ADMIN = ("admin@devorg.local", "Welcome1!")
-ZOE = ("zoë.müller@devorg.local", "Welcome1!")
+from tests.helpers.org import ADMIN
 
 
 def form_fields(html: str, base_url: str, button: str | None = None) -> tuple[str, dict]:
@@ -80,11 +76,6 @@ def sign_in(http: requests.Session, app_url: str, user: tuple[str, str] = ADMIN,
     return SignIn(authorize_url, sign_in_at(http, authorize_url, user, action))
 
 
-def counters(org) -> dict[str, int]:
-    """The org's counters right now."""
-    return org.state.counters.snapshot()
-
-
 class Relay:
     """A real HTTP relay in front of the local org that can rewrite its token responses.
 
@@ -124,15 +115,6 @@ class Relay:
 
     def shutdown(self) -> None:
         self.server.shutdown()
-
-
-def connect(start_app, org, **overrides):
-    """Start the app against `org` and sign a fresh browser in as Ada Admin: (running, http)."""
-    running = start_app(org, **overrides)
-    http = requests.Session()
-    signed = sign_in(http, running.url)
-    assert signed.response.url == running.url + "/", signed.response.text
-    return running, http
 
 
 def token_set(running, http: requests.Session):

@@ -1,4 +1,5 @@
-"""Helpers of the devorg OAuth tests: drive login, consent and token requests with `requests`."""
+"""The local org's OAuth endpoints driven directly: login, consent and token requests with
+`requests`, PKCE pairs, JWT assertions."""
 from __future__ import annotations
 
 import base64
@@ -14,8 +15,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from devorg.keys import key_and_certificate
+from tests.helpers.org import ADMIN
 
-ADMIN = ("admin@devorg.local", "Welcome1!")
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CALLBACK = "http://127.0.0.1:9/oauth/callback"  # never fetched: redirects are read, not followed
 

@@ -1,6 +1,6 @@
 """Serve sfconnect in a process of its own, for tests that need several app processes.
 
-    python tests/app/serve_app.py
+    python tests/helpers/serve_app.py
 
 Settings come from the environment (ENV, SECRET_KEY, SF_*, SESSION_TYPE, REDIS_URL ...), as in
 production. Binds 127.0.0.1 on a free port, prints "listening <url>" on stdout once it accepts
