@@ -10,6 +10,8 @@ QueryResult (`<sf:Contacts xsi:type="QueryResult">`, nil when there are no child
 sfconnect.salesforce.fastpath reads most records faster and must give what this gives."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSI_NIL = f"{{{XSI}}}nil"
 XSI_TYPE = f"{{{XSI}}}type"
@@ -60,6 +62,19 @@ def kind_of(element) -> str:  # noqa: ANN001
     return "field"
 
 
+def named_elements(record) -> Iterator[tuple[object, str]]:  # noqa: ANN001 - an lxml element
+    """Each child element of `record` with its field name, comments left out (one lookup in the
+    name cache per element)."""
+    for element in record:
+        tag = element.tag
+        name = TAG_NAMES.get(tag) if isinstance(tag, str) else ""
+        if name is None:
+            name = field_name(tag)
+        elif not name:
+            continue  # a comment
+        yield element, name
+
+
 def flatten(record, prefix: str, paths: list, values: list,  # noqa: ANN001
              wanted: set[str] | None, elements: list | None = None) -> None:
     """Append each field's dotted path and value (str, None or Child) in document order.
@@ -70,13 +85,7 @@ def flatten(record, prefix: str, paths: list, values: list,  # noqa: ANN001
     """
     first = True
     ids = 0
-    for element in record:
-        tag = element.tag
-        name = TAG_NAMES.get(tag) if isinstance(tag, str) else ""
-        if name is None:
-            name = field_name(tag)
-        elif not name:
-            continue  # a comment
+    for element, name in named_elements(record):
         if first:
             first = False
             if name == "type":

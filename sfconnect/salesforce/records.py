@@ -16,7 +16,6 @@ from markupsafe import Markup, escape
 
 from sfconnect.salesforce.fastpath import Reader, one_field_a_column, read_carefully, row_getter
 from sfconnect.salesforce.reading import (
-    TAG_NAMES,
     XSI_TYPE,
     Child,
     child_records,
@@ -24,6 +23,7 @@ from sfconnect.salesforce.reading import (
     id_twice,
     is_nil,
     kind_of,
+    named_elements,
 )
 from sfconnect.salesforce.soql import Select, parse_select
 
@@ -251,13 +251,7 @@ def rest_record(record) -> dict:  # noqa: ANN001 - an lxml element
     out: dict = {}
     ids = 0
     first = True
-    for element in record:
-        tag = element.tag
-        name = TAG_NAMES.get(tag) if isinstance(tag, str) else ""
-        if name is None:
-            name = field_name(tag)
-        elif not name:
-            continue
+    for element, name in named_elements(record):
         text = element.text
         if first:
             first = False
