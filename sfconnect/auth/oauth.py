@@ -29,7 +29,6 @@ from flask import (
     current_app,
     flash,
     redirect,
-    render_template,
     request,
     session,
     url_for,
@@ -46,7 +45,7 @@ from sfconnect.auth.connection import (
 from sfconnect.auth.expiry import ExpirySweeper
 from sfconnect.auth.tokens import TokenSet, verify_signature
 from sfconnect.auth.trust import TrustPolicy
-from sfconnect.errors import UpstreamError
+from sfconnect.errors import UpstreamError, error_page
 from sfconnect.http import TokenGate, token_gate
 from sfconnect.settings import LoginHost, Settings
 
@@ -257,8 +256,7 @@ def callback():  # noqa: ANN201
                        "exchanged; start again from Connect.")
     if error:
         client.framework.clear_state_data(session, state)
-        return render_template("error.html", title="Salesforce did not connect",
-                               code=error, message=description or "", status=400), 400
+        return error_page(400, error, description or "", "Salesforce did not connect")
     if not code:
         client.framework.clear_state_data(session, state)
         return _refuse("The sign-in answer carries no authorization code.")
@@ -349,8 +347,7 @@ def refresh_identity():  # noqa: ANN201
 
 
 def _refuse(message: str):  # noqa: ANN202
-    return render_template("error.html", title="Sign-in refused", code="invalid_state",
-                           message=message, status=400), 400
+    return error_page(400, "invalid_state", message, "Sign-in refused")
 
 
 @bp.post("/logout")

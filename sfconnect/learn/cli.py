@@ -16,8 +16,9 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from sfconnect import ext, redaction
-from sfconnect.auth.tokens import SignatureMismatch, verify_signature
-from sfconnect.errors import GateRefused, UntrustedHost
+from sfconnect.auth import identity
+from sfconnect.auth.tokens import SignatureMismatch, TokenSet, verify_signature
+from sfconnect.errors import GateRefused, SalesforceFault, UntrustedHost, UpstreamError
 from sfconnect.http import TokenGate, token_gate
 from sfconnect.settings import Settings
 
@@ -96,7 +97,7 @@ def token(flow: str, username: str | None, password: str | None,
                              "refused") from None
     click.echo("Token response (secrets masked):")
     click.echo(json.dumps(redaction.mask_json(answer), indent=2, ensure_ascii=False))
-    _print_identity(http, answer)
+    _print_identity(answer, settings.login_url)
     click.echo(WHEN[flow])
 
 
@@ -152,23 +153,20 @@ def _post(http: TokenGate, url: str, form: dict[str, str], flow: str) -> dict:
     return answer
 
 
-def _print_identity(http: TokenGate, answer: dict) -> None:
+def _print_identity(answer: dict, login_url: str) -> None:
+    """Who the token is for, through the app's one identity call (sfconnect.auth.identity)."""
     try:
-        id_url = http.trust.check(str(answer.get("id", "")))
-        response = http.get(id_url, headers={"Authorization": f"Bearer {answer['access_token']}",
-                                             "Accept": "application/json"})
-        who = response.json()
+        who = identity.fetch_identity(ext.identity_http(), TokenSet.from_response(answer,
+                                                                                  login_url))
     except UntrustedHost as error:
         raise FlowFailed(f"identity: refusing to send the token to {error.url}") from None
     except GateRefused as error:
         raise FlowFailed(f"identity: {error}") from None
-    except (requests.RequestException, ValueError):
-        raise FlowFailed("identity: the identity service could not be read") from None
-    if response.status_code != 200 or not isinstance(who, dict):
-        raise FlowFailed(f"identity: the identity service answered HTTP {response.status_code}")
+    except SalesforceFault as error:  # InvalidSession: the identity service refused the token
+        raise FlowFailed(f"identity: {error.code}: {error.message}") from None
+    except UpstreamError as error:
+        raise FlowFailed(f"identity: {error.detail}") from None
     click.echo("Identity:")
     for name in ("username", "display_name", "user_id", "organization_id"):
-        click.echo(f"  {name}: {who.get(name)}")
-    partner = (who.get("urls") or {}).get("partner")
-    if partner:
-        click.echo(f"  urls.partner: {partner}")
+        click.echo(f"  {name}: {getattr(who, name)}")
+    click.echo(f"  urls.partner: {who.partner_url}")
