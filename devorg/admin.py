@@ -3,7 +3,8 @@
     GET  /__admin/counters           every call counter
     POST /__admin/counters/reset
     GET|POST /__admin/settings       {"access_token_lifetime": int, "refresh_token_rotation": bool,
-                                      "authorization_code_lifetime": int}
+                                      "authorization_code_lifetime": int,
+                                      "soap_login_enabled": bool}
     POST /__admin/expire-sessions    every access token dies now; refresh tokens live on
     GET|POST /__admin/faults         {"token_endpoint", "token_delay_s", "soap_endpoint",
                                       "identity_endpoint", "soap_redirect_to",
@@ -60,7 +61,8 @@ def settings_of(org: OrgState) -> dict[str, Any]:
     """The org's adjustable settings."""
     return {"access_token_lifetime": org.tokens.lifetime_s,
             "refresh_token_rotation": org.rotation,
-            "authorization_code_lifetime": org.code_lifetime_s}
+            "authorization_code_lifetime": org.code_lifetime_s,
+            "soap_login_enabled": org.soap_login_enabled}
 
 
 def faults_of(org: OrgState) -> dict[str, Any]:
@@ -93,16 +95,16 @@ def reset_counters() -> Any:
 
 @bp.route("/settings", methods=["GET", "POST"])
 def settings() -> Any:
-    """Read or change the token lifetimes and refresh-token rotation."""
+    """Read or change the token lifetimes, refresh-token rotation and SOAP login()."""
     org = _org()
     if request.method == "POST":
         body = _json_object()
         unknown = set(body) - set(settings_of(org))
         if unknown:
             raise AdminInputError(f"unknown settings: {', '.join(sorted(unknown))}")
-        if "refresh_token_rotation" in body and not isinstance(body["refresh_token_rotation"],
-                                                               bool):
-            raise AdminInputError("refresh_token_rotation must be true or false")
+        for name in ("refresh_token_rotation", "soap_login_enabled"):
+            if name in body and not isinstance(body[name], bool):
+                raise AdminInputError(f"{name} must be true or false")
         lifetimes = {name: int(_number(body[name], name))
                      for name in ("access_token_lifetime", "authorization_code_lifetime")
                      if name in body}
@@ -112,6 +114,8 @@ def settings() -> Any:
             org.code_lifetime_s = lifetimes["authorization_code_lifetime"]
         if "refresh_token_rotation" in body:
             org.rotation = body["refresh_token_rotation"]
+        if "soap_login_enabled" in body:
+            org.soap_login_enabled = body["soap_login_enabled"]
     return jsonify(settings_of(org))
 
 

@@ -1,15 +1,19 @@
-"""The SOAP partner API of the local org: `POST /services/Soap/u/<version>/<orgId>`.
+"""The SOAP partner API of the local org: `POST /services/Soap/u/<version>/<orgId>`, and login
+at `POST /services/Soap/u/<version>`.
 
-Operations: query, queryAll, queryMore, getUserInfo, describeGlobal, describeSObject and
-getServerTimestamp. Requests are parsed with lxml; responses are written from string templates,
-byte for byte in the partner API's shape (namespaces, `xsi:type`, nil rules, the doubled `Id`),
-because a 2,000-record batch must be served in a few milliseconds.
+Operations: login (API 31.0 to 64.0), logout, query, queryAll, queryMore, retrieve,
+getUserInfo, describeGlobal, describeSObject, describeSObjects and getServerTimestamp. Every other
+operation of the partner WSDL answers an INVALID_OPERATION fault; retired API versions (below
+31.0) answer UNSUPPORTED_API_VERSION. Requests are parsed with lxml; responses are written from
+string templates, byte for byte in the partner API's shape (namespaces, `xsi:type`, nil rules,
+the doubled `Id`), because a 2,000-record batch must be served in a few milliseconds.
 
 Long because each operation's reply is a template of its own, written out in full so that it
 reads like the XML it produces.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -21,6 +25,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from lxml import etree
 
 from .cursors import InvalidQueryLocator, case_safe_id
+from .data import is_valid_id, to_id18
 from .soql import SoqlError, project, run_query
 from .state import ApiUsage, OrgState, RequestLimitExceeded
 
@@ -50,6 +55,37 @@ _FAULT_OPEN = (_XML_DECL + '<soapenv:Envelope xmlns:soapenv="http://schemas.xmls
                "<soapenv:Body><soapenv:Fault>")
 _XML_CONTENT_TYPE = "text/xml;charset=UTF-8"
 INVALID_SESSION_MESSAGE = "Invalid Session ID found in SessionHeader: Illegal Session"
+# The recorded INVALID_LOGIN fault (www-salesforce-nb_fault_INVALID_LOGIN.xml).
+INVALID_LOGIN_MESSAGE = "Invalid username, password, security token; or user locked out."
+# Salesforce retired API versions 21.0 to 30.0 in Summer '25; the lowest one served is 31.0.
+MIN_SUPPORTED_VERSION = 31.0
+# SOAP login() was removed from API 65.0 on.
+LAST_SOAP_LOGIN_VERSION = 64.0
+LOGIN_RETIRED_MESSAGE = ("SOAP API login() is not available in API version 65.0 and later. "
+                         "Authenticate with OAuth through an External Client App instead.")
+# New Salesforce orgs ship with SOAP login() off (OrgState.soap_login_enabled).
+LOGIN_DISABLED_MESSAGE = ("SOAP API login() is disabled in this org. An admin must enable SOAP "
+                          "API login() before it can be used; or authenticate with OAuth.")
+# The client_id of tokens that SOAP login() issues (no Connected App is involved).
+SOAP_LOGIN_CLIENT = "SOAP API login()"
+
+# Every operation of the v66.0 partner WSDL's portType; those this org does not serve answer
+# INVALID_OPERATION, the ones outside it a soapenv:Client fault.
+WSDL_OPERATIONS = frozenset("""
+    login describeSObject describeSObjects describeGlobal describeDataCategoryGroups
+    describeDataCategoryGroupStructures describeDataCategoryMappings describeKnowledgeSettings
+    describeAppMenu describeGlobalTheme describeTheme describeLayout describeSoftphoneLayout
+    describeSearchLayouts describeSearchableEntities describeSearchScopeOrder
+    describeCompactLayouts describePathAssistants describeApprovalLayout describeSoqlListViews
+    executeListView describeSObjectListViews describeTabs describeAllTabs
+    describePrimaryCompactLayouts create update upsert merge delete undelete emptyRecycleBin
+    retrieve process convertLead logout invalidateSessions getDeleted getUpdated query queryAll
+    queryMore search getServerTimestamp setPassword changeOwnPassword resetPassword getUserInfo
+    deleteByExample sendEmailMessage sendEmail renderEmailTemplate renderStoredEmailTemplate
+    performQuickActions describeQuickActions describeQuickActionsForRecordType
+    describeAvailableQuickActions retrieveQuickActionTemplates retrieveMassQuickActionTemplates
+    describeVisualForce findDuplicates findDuplicatesByIds describeNouns
+""".split())
 
 # Which typed fault element carries each exception code (see SoapFault for the others).
 _FAULT_TYPES = {
@@ -58,6 +94,7 @@ _FAULT_TYPES = {
     "INVALID_QUERY_FILTER_OPERATOR": "MalformedQueryFault",
     "INVALID_TYPE": "InvalidSObjectFault",
     "INVALID_QUERY_LOCATOR": "InvalidQueryLocatorFault",
+    "INVALID_LOGIN": "LoginFault",
 }
 _QUERY_FAULTS = {"InvalidFieldFault", "MalformedQueryFault", "InvalidSObjectFault"}
 
@@ -255,9 +292,11 @@ def _profile_id(org: OrgState) -> str:
     return case_safe_id("00e" + org.org_id[3:5] + "000000" + "AbCd")
 
 
-def user_info_xml(org: OrgState, user: dict, session_seconds: int) -> str:
-    """GetUserInfoResult, every element the v66.0 WSDL requires, in its order."""
-    return "<result>" + _elements([
+def user_info_xml(org: OrgState, user: dict, session_seconds: int,
+                  element: str = "result") -> str:
+    """GetUserInfoResult, every element the v66.0 WSDL requires, in its order, as `<element>`
+    (`result` for getUserInfo, `userInfo` inside a LoginResult)."""
+    return f"<{element}>" + _elements([
         ("accessibilityMode", False),
         ("chatterExternal", False),
         ("currencySymbol", "$"),
@@ -282,7 +321,7 @@ def user_info_xml(org: OrgState, user: dict, session_seconds: int) -> str:
         ("userTimeZone", user.get("TimeZoneSidKey") or "America/Los_Angeles"),
         ("userType", user.get("UserType") or "Standard"),
         ("userUiSkin", "Theme3"),
-    ]) + "</result>"
+    ]) + f"</{element}>"
 
 
 def describe_global_xml(org: OrgState) -> str:
@@ -441,8 +480,14 @@ class _Call:
                 return child.text or ""
         return ""
 
+    def arguments(self, name: str) -> list[str]:
+        """Every value of a repeated argument (retrieve's ids, describeSObjects' types)."""
+        return [child.text or "" for child in self.operation
+                if isinstance(child.tag, str) and etree.QName(child).localname == name]
+
 
 _LXML_POSITION = re.compile(r", line \d+, column \d+$")
+_FIELD_NAME = re.compile(r"[A-Za-z]\w*(?:\.[A-Za-z]\w*)*")
 
 
 def _parse_call(body: bytes) -> _Call:
@@ -496,17 +541,23 @@ class PartnerEndpoint:
             "query": self.query, "queryAll": self.query_all, "queryMore": self.query_more,
             "getUserInfo": self.get_user_info, "describeGlobal": self.describe_global,
             "describeSObject": self.describe_sobject,
-            "getServerTimestamp": self.get_server_timestamp,
+            "getServerTimestamp": self.get_server_timestamp, "logout": self.logout,
+            "retrieve": self.retrieve, "describeSObjects": self.describe_sobjects,
         }
 
-    def handle(self, version: str, org_id: str, content_type: str, body: bytes,
+    def handle(self, version: str, org_id: str | None, content_type: str, body: bytes,
                base_url: str) -> Response:
-        """Serve one POST to the partner endpoint."""
+        """Serve one POST to the partner endpoint (`org_id` None: the login URL)."""
         org = self.org
         if org.faults.soap_endpoint == "502":
             return Response(_BAD_GATEWAY_PAGE, status=502, content_type="text/html")
         if org.faults.soap_endpoint == "empty":
             return Response(b"", status=200, content_type=_XML_CONTENT_TYPE)
+        if float(version) < MIN_SUPPORTED_VERSION:
+            return _xml_response(fault_xml(SoapFault(
+                "UNSUPPORTED_API_VERSION", f"The API version that was specified ({version}) is "
+                f"below the minimum supported ({MIN_SUPPORTED_VERSION}). Change the version "
+                "number and run the request again.")), 500)
         if content_type != "text/xml":
             return _xml_response(client_fault_xml("content-type of the request should be "
                                                   "text/xml"), 500)
@@ -514,19 +565,26 @@ class PartnerEndpoint:
             call = _parse_call(body)
         except ClientFault as fault:
             return _xml_response(client_fault_xml(fault.message), 500)
-        operation = self.operations.get(call.name)
-        if operation is None or etree.QName(call.operation).namespace != PARTNER_NS:
+        if (call.name not in WSDL_OPERATIONS
+                or etree.QName(call.operation).namespace != PARTNER_NS):
             return _xml_response(client_fault_xml(
                 f"No operation available for request {call.operation.tag}, please check the "
                 "WSDL for the service."), 500)
         org.counters.incr(f"soap.{call.name}")
         org.counters.incr(f"soap.version.{version}")
         try:
+            if call.name == "login":
+                # No session yet, and Salesforce does not count login as an API request.
+                return _xml_response(_envelope("login", self.login(call, version, base_url), ""))
             token = org.tokens.lookup_access(call.session_id)
-            # A session of another org, or a URL naming another org, is no session here.
+            # A session of another org, or a URL naming another org (or none), is no session.
             if token is None or org_id not in (org.org_id, org.org_id[:15]):
                 raise SoapFault("INVALID_SESSION_ID", INVALID_SESSION_MESSAGE)
             current = org.api_usage.charge()
+            operation = self.operations.get(call.name)
+            if operation is None:
+                raise SoapFault("INVALID_OPERATION", f"The local org does not implement the "
+                                f"partner API operation {call.name}().")
             result, namespaces = operation(call, token.user_id, base_url)
         except RequestLimitExceeded as exceeded:
             return _xml_response(fault_xml(SoapFault("REQUEST_LIMIT_EXCEEDED", str(exceeded))), 500)
@@ -539,6 +597,50 @@ class PartnerEndpoint:
                 "if you contact support: 1234567890-12345 (-1234567890)")), 500)
         return _xml_response(_envelope(call.name, result, _limit_header(org.api_usage, current),
                                        namespaces))
+
+    def login(self, call: _Call, version: str, base_url: str) -> str:
+        """LoginResult for a username and password (the org is a trusted IP range, so the
+        security token is optional), in the element order of the recorded v42 reply. Only the
+        <result>: a login has no session yet, so its reply carries no LimitInfoHeader."""
+        org = self.org
+        if float(version) > LAST_SOAP_LOGIN_VERSION:
+            raise SoapFault("INVALID_OPERATION", LOGIN_RETIRED_MESSAGE)
+        if not org.soap_login_enabled:
+            raise SoapFault("INVALID_OPERATION", LOGIN_DISABLED_MESSAGE)
+        user = self._authenticate(call.argument("username"), call.argument("password"))
+        if user is None:
+            raise SoapFault("INVALID_LOGIN", INVALID_LOGIN_MESSAGE)
+        # A real access token of the org's store: query accepts it, logout and revoke kill it.
+        token = org.tokens.issue(client_id=SOAP_LOGIN_CLIENT, user_id=user["Id"], scope="api",
+                                 with_refresh=False)
+        org15 = org.org_id[:15]
+        return "<result>" + _elements([
+            ("metadataServerUrl", f"{base_url}/services/Soap/m/{version}/{org15}"),
+            ("passwordExpired", False),
+            ("sandbox", False),
+            ("serverUrl", f"{base_url}/services/Soap/u/{version}/{org15}"),
+            ("sessionId", token.access_token),
+            ("userId", user["Id"]),
+        ]) + user_info_xml(org, user, org.tokens.lifetime_s, "userInfo") + "</result>"
+
+    def _authenticate(self, username: str, password: str) -> dict | None:
+        """The active User whose password is `password`, alone or followed by the user's
+        security token when the config gives one; else None."""
+        user = self.org.data.user_by_username(username.strip())
+        if user is None or user.get("IsActive") is False:
+            return None
+        for seed in self.org.config.users:
+            if seed.username.lower() != user["Username"].lower():
+                continue
+            accepted = [seed.password]
+            # SeedUser has no security token today; one added to the config is honoured.
+            security_token = getattr(seed, "security_token", None)
+            if security_token:
+                accepted.append(seed.password + security_token)
+            given = password.encode()
+            if any(hmac.compare_digest(candidate.encode(), given) for candidate in accepted):
+                return user
+        return None
 
     # Each operation returns (the <result> XML, the namespace declarations it needs).
 
@@ -594,6 +696,59 @@ class PartnerEndpoint:
             raise SoapFault("INVALID_TYPE", f"sObject type '{name}' is not supported.")
         return describe_sobject_xml(self.org, sobject, base_url), ""
 
+    def describe_sobjects(self, call: _Call, user_id: str, base_url: str) -> tuple[str, str]:
+        """One DescribeSObjectResult per sObjectType, in the order asked."""
+        results = []
+        for name in call.arguments("sObjectType"):
+            sobject = self.org.data.sobject(name.strip()) if name.strip() else None
+            if sobject is None:
+                raise SoapFault("INVALID_TYPE", f"sObject type '{name.strip()}' is not supported.")
+            results.append(describe_sobject_xml(self.org, sobject, base_url))
+        return "".join(results), ""
+
+    def logout(self, call: _Call, user_id: str, base_url: str) -> tuple[str, str]:
+        # Ends the session: the access token is revoked in the org's token store.
+        self.org.tokens.revoke(call.session_id or "")
+        return "", ""
+
+    def retrieve(self, call: _Call, user_id: str, base_url: str) -> tuple[str, str]:
+        """The records of `ids` in the order asked, each as query writes it (the Id once, as in
+        the recorded reply); an id that names no record is a nil entry."""
+        name = call.argument("sObjectType").strip()
+        sobject = self.org.data.sobject(name) if name else None
+        if sobject is None:
+            raise SoapFault("INVALID_TYPE", f"sObject type '{name}' is not supported.")
+        fields = [f.strip() for f in call.argument("fieldList").split(",") if f.strip()]
+        for field in fields:
+            # Only names reach the SOQL below, so a fieldList cannot change the query.
+            if not _FIELD_NAME.fullmatch(field):
+                raise SoapFault("INVALID_FIELD", f"No such column '{field}' on entity "
+                                f"'{sobject.name}'.")
+        # Id leads so that every row carries its id; asked for or not, the reply names it once.
+        select = ["Id", *(f for f in fields if f.lower() != "id")]
+        wanted = [to_id18(i.strip()) if is_valid_id(i.strip()) else None
+                  for i in call.arguments("ids")]
+        known = sorted({i for i in wanted if i is not None})
+        where = f"Id IN ({', '.join(repr(i) for i in known)})" if known else "Id = null"
+        soql = f"SELECT {', '.join(select)} FROM {sobject.name} WHERE {where}"  # noqa: S608
+        try:
+            run = run_query(self.org.data, soql)
+        except SoqlError as exc:
+            raise SoapFault(exc.code, exc.message, exc.row, exc.column) from None
+        rows = {row[1]: row for row in project(run, 0, run.total_size)}
+        write = records_writer(shape_key(run.shape))
+        out = []
+        for record_id in wanted:
+            row = rows.get(record_id)
+            if row is None:
+                out.append('<result xsi:nil="true"/>')
+                continue
+            record = write([row])[len(_RECORD_OPEN):-len("</records>")]
+            doubled = f"<sf:Id>{record_id}</sf:Id>"
+            record = record.replace(doubled + doubled, doubled, 1)
+            out.append(f'<result xsi:type="sf:sObject">{record}</result>')
+        return "".join(out), _SF_NS
+
     def get_server_timestamp(self, call: _Call, user_id: str,
                              base_url: str) -> tuple[str, str]:
         now = datetime.now(UTC)
@@ -607,6 +762,9 @@ _BAD_GATEWAY_PAGE = (
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n")
 
+_NOT_FOUND_PAGE = ("<h1>Not Found</h1>\n<p>The requested URL was not found on this "
+                   "server.</p>\n")
+
 bp = Blueprint("devorg_soap", __name__)
 
 
@@ -615,8 +773,7 @@ def partner_endpoint(version: str, org_id: str) -> Response:
     """The partner API; an API version this org does not serve is a 404."""
     org: OrgState = current_app.extensions["devorg"]
     if version not in org.config.api_versions:
-        return Response("<h1>Not Found</h1>\n<p>The requested URL was not found on this "
-                        "server.</p>\n", status=404, content_type="text/html")
+        return Response(_NOT_FOUND_PAGE, status=404, content_type="text/html")
     if org.faults.soap_redirect_to:
         # A misbehaving (or hostile) endpoint: a client that follows 307 re-posts the envelope,
         # session id included, to wherever this points.
@@ -624,6 +781,17 @@ def partner_endpoint(version: str, org_id: str) -> Response:
             "Location": org.faults.soap_redirect_to.rstrip("/") + request.path})
     endpoint: PartnerEndpoint = current_app.extensions["devorg.soap"]
     return endpoint.handle(version, org_id, request.mimetype, request.get_data(cache=False),
+                           request.host_url.rstrip("/"))
+
+
+@bp.post("/services/Soap/u/<version>")
+def login_endpoint(version: str) -> Response:
+    """Where SOAP clients log in (login.salesforce.com's URL); an unknown version is a 404."""
+    org: OrgState = current_app.extensions["devorg"]
+    if version not in org.config.api_versions:
+        return Response(_NOT_FOUND_PAGE, status=404, content_type="text/html")
+    endpoint: PartnerEndpoint = current_app.extensions["devorg.soap"]
+    return endpoint.handle(version, None, request.mimetype, request.get_data(cache=False),
                            request.host_url.rstrip("/"))
 
 

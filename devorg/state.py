@@ -254,6 +254,9 @@ class OrgState:
         self.code_lifetime_s = config.authorization_code_lifetime
         # (user_id, client_id) pairs a user has allowed: Salesforce skips consent for them.
         self.approvals: set[tuple[str, str]] = set()
+        # Whether SOAP API login() is allowed (API 31.0 to 64.0). Salesforce ships new orgs with
+        # it off; the local org keeps it on so that older SOAP clients connect.
+        self.soap_login_enabled = True
 
     def register_client(self, client: ClientApp) -> None:
         """Add or replace a client app."""

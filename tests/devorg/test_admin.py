@@ -32,14 +32,14 @@ def test_settings_change_the_access_token_lifetime(fresh_org):
 def test_settings_turn_rotation_on(fresh_org):
     assert post(fresh_org, "settings", {"refresh_token_rotation": True}).json() == {
         "access_token_lifetime": 7200, "refresh_token_rotation": True,
-        "authorization_code_lifetime": 900}
+        "authorization_code_lifetime": 900, "soap_login_enabled": True}
     assert fresh_org.state.rotation is True
 
 
 def test_settings_reject_bad_input(fresh_org):
     for body in ({"access_token_lifetime": "soon"}, {"access_token_lifetime": -1},
                  {"access_token_lifetime": True}, {"refresh_token_rotation": "yes"},
-                 {"nonsense": 1}, [1, 2]):
+                 {"nonsense": 1}, {"soap_login_enabled": "no"}, [1, 2]):
         response = post(fresh_org, "settings", body)
         assert response.status_code == 400, body
         assert "error" in response.json()
