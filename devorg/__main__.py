@@ -1,11 +1,14 @@
-"""`python -m devorg --port 5001`: run a local org and say how to use it."""
+"""`python -m devorg --port 5001`: run a local org and say how to use it (`--tls` for https)."""
 from __future__ import annotations
 
 import argparse
+import tempfile
 
 from werkzeug.serving import make_server
 
 from . import ClientApp, OrgConfig, create_app
+from .keys import write_tls_certificate
+from .server import tls_context
 
 DEMO_CLIENT = ClientApp(
     client_id="3MVG9devorgDEMOclientKEY",
@@ -13,6 +16,7 @@ DEMO_CLIENT = ClientApp(
     name="sfconnect (demo)",
     redirect_uris=["http://localhost:5000/oauth/callback", "http://127.0.0.1:5000/oauth/callback"],
     integration_username="integration@devorg.local",
+    scopes="api refresh_token openid",
 )
 
 
@@ -26,15 +30,27 @@ def main() -> None:
                         help="access token lifetime in seconds")
     parser.add_argument("--rotation", action="store_true", help="turn refresh-token rotation on")
     parser.add_argument("--admin", action="store_true", help="enable the /__admin test controls")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve https with a self-signed certificate made now")
+    parser.add_argument("--tls-dir", default=None,
+                        help="where --tls writes its certificate and key (default: a new temp dir)")
     args = parser.parse_args()
     config = OrgConfig(contact_count=args.contacts, access_token_lifetime=args.token_lifetime,
                        refresh_token_rotation=args.rotation, admin_enabled=args.admin,
                        clients=[DEMO_CLIENT])
     app = create_app(config)
     # Bind first, so the printed URL has the real port even with --port 0.
-    server = make_server(args.host, args.port, app, threaded=True)
-    base = f"http://{args.host}:{server.server_port}"
+    certificate, context = None, None
+    if args.tls:
+        certificate, key = write_tls_certificate(args.tls_dir
+                                                 or tempfile.mkdtemp(prefix="devorg-tls-"))
+        context = tls_context(certificate, key)
+    server = make_server(args.host, args.port, app, threaded=True, ssl_context=context)
+    base = f"{'https' if args.tls else 'http'}://{args.host}:{server.server_port}"
     print(f"Local Salesforce org listening on {base}")
+    if certificate is not None:
+        print(f"  certificate to trust: {certificate}")
+        print(f"    (e.g. REQUESTS_CA_BUNDLE={certificate} or curl --cacert {certificate})")
     print(f"  login URL:  {base}   (authorize at {base}/services/oauth2/authorize)")
     print("  users:")
     for user in config.users:

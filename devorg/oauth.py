@@ -3,7 +3,8 @@
 Built on Authlib's authorization server. Salesforce differs from RFC 6749 in its error codes and
 texts, in its token response (no `expires_in`; `signature`, `instance_url`, `id`, `issued_at`) and
 in that it accepts the JWT bearer grant without a client secret; the subclasses below add exactly
-those differences and leave the protocol checks to Authlib.
+those differences and leave the protocol checks to Authlib. With the openid scope, the code and
+refresh grants also answer an id_token (Authlib's OpenID Connect extensions, set up in oidc.py).
 
 Long because it holds one small subclass per Authlib grant, plus the login and consent pages that
 lead to them; each is short, and they share the org's error mapping.
@@ -14,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -41,7 +43,8 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_li
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerGrant
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, compare_s256_code_challenge
+from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import (
@@ -58,12 +61,17 @@ from flask import request as flask_request
 from joserfc import jwk
 from joserfc.errors import JoseError
 
+from . import oidc
 from .config import ClientApp
 from .state import AuthorizationCode, OrgState, TokenRecord
 
 bp = Blueprint("devorg_oauth", __name__)
 
 SALESFORCE_LOGIN_HOSTS = ("https://login.salesforce.com", "https://test.salesforce.com")
+# RFC 7636 caps a verifier at 128 characters (Authlib's pattern does too), but Salesforce takes
+# longer ones: jsforce and the Salesforce CLI send 171 (base64url of 128 random bytes). The bound
+# of 256 is this org's: Salesforce publishes none.
+CODE_VERIFIER_PATTERN = re.compile(r"^[A-Za-z0-9\-._~]{43,256}$")
 LOGIN_FAILED = ("Please check your username and password. If you still can't log in, "
                 "contact your Salesforce administrator.")
 
@@ -326,6 +334,27 @@ class OrgAuthorizationServer(AuthorizationServer):
         return self.issue(client, user, allowed, with_refresh)
 
 
+@dataclass
+class OpenIDAuthorizationCode(AuthorizationCode):
+    """A code with what OpenID Connect keeps with it: the request's nonce, the sign-in time."""
+
+    nonce: str | None = None
+    auth_time: int | None = None
+
+    # Authlib's oidc AuthorizationCodeMixin, read by its OpenIDCode extension.
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int | None:
+        return self.auth_time
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     """The web server flow: exact redirect URIs, single-use 15-minute codes."""
 
@@ -340,12 +369,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         org: OrgState = self.server.org
-        org.codes.save(AuthorizationCode(
+        org.codes.save(OpenIDAuthorizationCode(
             code=code, client_id=request.client.client_id, user_id=request.user.user_id,
             redirect_uri=request.payload.redirect_uri, scope=request.scope,
             code_challenge=request.payload.data.get("code_challenge"),
             code_challenge_method=request.payload.data.get("code_challenge_method") or "S256",
             expires_at=time.time() + org.code_lifetime_s,
+            nonce=request.payload.data.get("nonce"),
+            auth_time=session.get("auth_time") or int(time.time()),
         ))
 
     def query_authorization_code(self, code: str, client: OrgClient) -> AuthorizationCode:
@@ -562,6 +593,49 @@ class SalesforceRevocation(RevocationEndpoint):
         return status, "", [("Content-Type", "text/html;charset=UTF-8")]
 
 
+class SalesforceIntrospection(IntrospectionEndpoint):
+    """POST /services/oauth2/introspect (RFC 7662): the client that holds a token asks about it,
+    authenticated with its secret; Salesforce's fields."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> RefreshHandle | None:
+        tokens = self.server.org.tokens
+        kinds = (("refresh_token", tokens.lookup_refresh), ("access_token", tokens.lookup_access))
+        if token_type_hint == "access_token":
+            kinds = kinds[::-1]
+        for kind, lookup in kinds:
+            record = lookup(token_string)
+            if record is not None:
+                return RefreshHandle(token_string, record, kind)
+        return None
+
+    def check_permission(self, token: RefreshHandle, client: OrgClient,
+                         request: OAuth2Request) -> bool:
+        # Salesforce lets a connected app introspect the tokens issued to it.
+        return token.check_client(client)
+
+    def create_introspection_payload(self, token: RefreshHandle | None) -> dict:
+        # A refresh token outlives its access token: only an access token's expiry counts.
+        if token is None or token.is_revoked() or (token.kind == "access_token"
+                                                   and token.is_expired()):
+            return {"active": False}
+        return self.introspect_token(token)
+
+    def introspect_token(self, token: RefreshHandle) -> dict:
+        org, record = self.server.org, token.record
+        user = org.data.user_by_id(record.user_id) or {}
+        issued_at = record.issued_at_ms // 1000
+        payload = {"active": True, "scope": record.scope, "client_id": record.client_id,
+                   "username": user.get("Username"),
+                   "sub": f"{_base_url()}/id/{org.org_id}/{record.user_id}",
+                   "token_type": token.kind}
+        if token.kind == "access_token":
+            payload["exp"] = int(record.expires_at)
+        payload.update(iat=issued_at, nbf=issued_at)
+        return payload
+
+
 def build_server(app: Flask, org: OrgState) -> OrgAuthorizationServer:
     """Authlib's server for `org`, with every grant and endpoint Salesforce offers."""
     server = OrgAuthorizationServer(org)
@@ -575,12 +649,14 @@ def build_server(app: Flask, org: OrgState) -> OrgAuthorizationServer:
 
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_token_generator("default", server.generate_salesforce_token)
-    server.register_grant(AuthorizationCodeGrant, [SalesforcePKCE(required=False)])
-    server.register_grant(RefreshTokenGrant)
+    server.register_grant(AuthorizationCodeGrant,
+                          [SalesforcePKCE(required=False), oidc.OrgOpenIDCode()])
+    server.register_grant(RefreshTokenGrant, [oidc.OrgOpenIDRefresh()])
     server.register_grant(PasswordGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(SalesforceJWTBearerGrant)
     server.register_endpoint(SalesforceRevocation)
+    server.register_endpoint(SalesforceIntrospection)
     return server
 
 
@@ -614,8 +690,10 @@ def authorize() -> Any:
     org, server = _org(), _server()
     if request.method == "GET":
         org.counters.incr("authorize")
+    user = user_by_id(org, session.get("user_id", ""))
     try:
-        grant = server.get_consent_grant(end_user=None)
+        # The signed-in user, if any: OpenID Connect's prompt=none asks whether there is one.
+        grant = server.get_consent_grant(end_user=user)
     except OAuth2Error as error:
         sf_error = salesforce_error(error, None)
         if isinstance(error, InvalidClientError):
@@ -624,7 +702,6 @@ def authorize() -> Any:
             return server.handle_error_response(server.create_oauth2_request(None), sf_error)
         return error_page(sf_error.error, sf_error.get_error_description())
 
-    user = user_by_id(org, session.get("user_id", ""))
     prompts = set((request.args.get("prompt") or "").split())
     if request.method == "POST" and request.form.get("action") == "login":
         if not _csrf_ok():
@@ -635,6 +712,7 @@ def authorize() -> Any:
             return _login_page(grant, LOGIN_FAILED, 401)
         session.clear()  # a new session id for a new sign-in
         session["user_id"] = user.user_id
+        session["auth_time"] = int(time.time())  # an id_token's auth_time
         session["fresh_login"] = True
         return redirect(request.full_path, 303)
     if user is None:
@@ -684,6 +762,13 @@ def token() -> Any:
     return _server().create_token_response()
 
 
+@bp.post("/services/oauth2/introspect")
+def introspect() -> Any:
+    """RFC 7662 token introspection, for the client the token was issued to."""
+    _org().counters.incr("introspect")
+    return _server().create_endpoint_response("introspection")
+
+
 @bp.post("/services/oauth2/revoke")
 def revoke() -> Any:
     """Revoke an access token, or a refresh token with all its access tokens."""
@@ -695,3 +780,4 @@ def init_app(app: Flask, org: OrgState) -> None:
     """Build the org's authorization server and register its routes."""
     app.extensions["devorg.oauth"] = build_server(app, org)
     app.register_blueprint(bp)
+    oidc.init_app(app, org)
