@@ -577,8 +577,10 @@ class PartnerEndpoint:
                 # No session yet, and Salesforce does not count login as an API request.
                 return _xml_response(_envelope("login", self.login(call, version, base_url), ""))
             token = org.tokens.lookup_access(call.session_id)
-            # A session of another org, or a URL naming another org (or none), is no session.
-            if token is None or org_id not in (org.org_id, org.org_id[:15]):
+            # A session of another org, or a URL naming another org, is no session. A URL naming
+            # none (/services/Soap/u/<version>, where jsforce's SOAP calls go) serves the org
+            # the session belongs to, as Salesforce does.
+            if token is None or org_id not in (None, org.org_id, org.org_id[:15]):
                 raise SoapFault("INVALID_SESSION_ID", INVALID_SESSION_MESSAGE)
             current = org.api_usage.charge()
             operation = self.operations.get(call.name)
