@@ -73,16 +73,14 @@ def identity_document(org: OrgState, user: dict, base: str) -> dict:
         "mobile_phone_verified": False,
         "is_lightning_login_user": False,
         "status": {"created_date": None, "body": None},
-        # Salesforce's keys in its order, less the URLs this org does not serve (search,
-        # recent, tooling_rest, the profile page, Chatter): a client may follow any of these.
+        # Salesforce's keys in its order, less the URLs this org does not serve (the enterprise,
+        # metadata and tooling SOAP APIs, search, recent, tooling_rest, the profile page,
+        # Chatter): a client may follow any of these.
         "urls": {
-            "enterprise": soap.format(kind="c"),
-            "metadata": soap.format(kind="m"),
             "partner": soap.format(kind="u"),
             "rest": f"{rest}/",
             "sobjects": f"{rest}/sobjects/",
             "query": f"{rest}/query/",
-            "tooling_soap": soap.format(kind="T"),
             "custom_domain": base,
         },
         "active": bool(user.get("IsActive", True)),
