@@ -8,7 +8,7 @@
     POST /__admin/expire-sessions    every access token dies now; refresh tokens live on
     GET|POST /__admin/faults         {"token_endpoint", "token_delay_s", "soap_endpoint",
                                       "identity_endpoint", "soap_redirect_to",
-                                      "identity_partner_url"}
+                                      "identity_partner_url", "id_token"}
     POST /__admin/clients            register a client app from JSON (ClientApp's fields)
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .config import ClientApp
+from .oidc import ID_TOKEN_SPOILERS
 from .state import OrgState
 
 bp = Blueprint("devorg_admin", __name__, url_prefix="/__admin")
@@ -29,6 +30,7 @@ FAULT_CHOICES = {
     "token_endpoint": (None, "503", "slow", "nonjson"),
     "soap_endpoint": (None, "502", "empty"),
     "identity_endpoint": (None, "403", "500"),
+    "id_token": (None, *ID_TOKEN_SPOILERS),
 }
 URL_FAULTS = ("soap_redirect_to", "identity_partner_url")  # a URL, or None to switch off
 

@@ -6,10 +6,14 @@ provider: the signing key and its `kid`, the issuer and audience, and the user's
 by hand because Authlib has no such part for Salesforce's shapes: the key set with rotation, the
 discovery document (Salesforce's fields), and userinfo, which answers any live token with
 Salesforce's non-standard claims and Salesforce's bare-text 403s (Authlib's `UserInfoEndpoint`
-requires the openid scope and answers OAuth 401 JSON).
+requires the openid scope and answers OAuth 401 JSON). Also the `id_token` fault switch's
+spoilers: test controls that break one thing in every id_token (or userinfo) while set.
 """
 from __future__ import annotations
 
+import base64
+import json
+import secrets
 import threading
 import time
 from typing import Any
@@ -17,6 +21,7 @@ from typing import Any
 from authlib.oauth2 import OAuth2Request
 from authlib.oidc.core import OpenIDCode, OpenIDToken, UserInfo
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from .identity import identity_document
@@ -32,6 +37,25 @@ ID_TOKEN_LIFETIME_S = 3600
 ID_TOKEN_USER_CLAIMS = ("sub", "name", "email", "email_verified", "given_name", "family_name",
                         "preferred_username", "nickname", "zoneinfo", "locale", "picture",
                         "profile", "updated_at")
+
+# The values of the `id_token` fault switch, each named after the OpenID Foundation's Basic RP
+# test it stands for (the OP side of it): one defect in every id_token, or in userinfo.
+ID_TOKEN_SPOILERS = (
+    "bad-sig",           # rp-id_token-bad-sig-rs256: the signature does not verify
+    "issuer-mismatch",   # rp-id_token-issuer-mismatch: iss is another issuer
+    "aud",               # rp-id_token-aud: aud is another client id
+    "expired",           # exp (and iat) in the past
+    "nonce",             # rp-nonce-invalid: a nonce other than the one sent
+    "alg-none",          # rp-id_token-sig-none: an unsecured JWS, alg "none"
+    "no-sub",            # rp-id_token-sub: no sub claim
+    "no-iat",            # rp-id_token-iat: no iat claim
+    "no-kid",            # rp-id_token-kid-absent-single-jwks: signed, but no kid in the header
+    "userinfo-bad-sub",  # rp-userinfo-bad-sub-claim: userinfo answers another sub
+)
+SPOILED_ISSUER = "https://impostor.devorg.invalid"
+SPOILED_AUDIENCE = "3MVG9SpoiledAudienceOfAnotherConnectedApp"
+# A well-formed User Id that is no user of the org: userinfo's sub under "userinfo-bad-sub".
+SPOILED_USER_ID = "005000000000000AAA"
 
 
 class SigningKeys:
@@ -142,8 +166,65 @@ def user_info(org: OrgState, user: dict, base: str) -> dict[str, Any]:
     }
 
 
+def _b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _b64url_json(segment: str) -> dict[str, Any]:
+    return json.loads(_b64url_decode(segment))
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def spoil_id_token(id_token: str, spoiler: str | None, key: RSAKey) -> str:
+    """Test control: `id_token` (signed by Authlib with `key`) with the one defect `spoiler` names
+    (see ID_TOKEN_SPOILERS); unchanged when the switch is off or names a userinfo spoiler.
+
+    Written by hand on purpose: no library makes broken tokens. The token is taken apart, the one
+    header field or claim changed, and signed again with joserfc and the same key; only bad-sig
+    and alg-none touch the signature itself."""
+    if spoiler is None or spoiler == "userinfo-bad-sub":
+        return id_token
+    header_b64, payload_b64, signature_b64 = id_token.split(".")
+    if spoiler == "bad-sig":
+        # Flip the last byte: still base64url of the right length, no longer a valid signature.
+        signature = bytearray(_b64url_decode(signature_b64))
+        signature[-1] ^= 0xFF
+        return f"{header_b64}.{payload_b64}.{_b64url(bytes(signature))}"
+    header, claims = _b64url_json(header_b64), _b64url_json(payload_b64)
+    if spoiler == "alg-none":
+        # An unsecured JWS (RFC 7515 appendix A.5): no key signs it, so no kid either.
+        header = {name: value for name, value in header.items() if name != "kid"}
+        header["alg"] = "none"
+        return f"{_b64url(json.dumps(header, separators=(',', ':')).encode())}.{payload_b64}."
+    if spoiler == "no-kid":
+        header.pop("kid", None)
+    elif spoiler == "issuer-mismatch":
+        claims["iss"] = SPOILED_ISSUER
+    elif spoiler == "aud":
+        claims["aud"] = SPOILED_AUDIENCE
+    elif spoiler == "expired":
+        now = int(time.time())
+        claims["iat"], claims["exp"] = now - 2 * ID_TOKEN_LIFETIME_S, now - ID_TOKEN_LIFETIME_S
+    elif spoiler == "nonce":
+        claims["nonce"] = f"spoiled-{secrets.token_urlsafe(12)}"
+    elif spoiler == "no-sub":
+        claims.pop("sub", None)
+    elif spoiler == "no-iat":
+        claims.pop("iat", None)
+    return jwt.encode(header, claims, key, [header["alg"]])
+
+
 class _SalesforceIDToken:
     """What Authlib's OpenIDToken asks the provider for, answered for this org."""
+
+    def encode_id_token(self, token: dict, request: OAuth2Request) -> str:
+        # Authlib signs; the `id_token` fault switch may then spoil the result (a test control).
+        key = self.resolve_client_private_key(request.client)
+        id_token = super().encode_id_token(token, request)  # type: ignore[misc]
+        return spoil_id_token(id_token, _org().faults.id_token, key)
 
     def resolve_client_private_key(self, client: Any) -> RSAKey:
         return provider().keys.current()
@@ -223,7 +304,11 @@ def userinfo() -> Response:
     user = org.data.user_by_id(record.user_id) if record is not None else None
     if user is None:
         return _forbidden("Bad_OAuth_Token")
-    return jsonify(user_info(org, user, _base_url()))
+    claims = user_info(org, user, _base_url())
+    if org.faults.id_token == "userinfo-bad-sub":
+        # Test control: a sub other than the id_token's (the user's identity URL, another Id).
+        claims["sub"] = claims["sub"].rsplit("/", 1)[0] + "/" + SPOILED_USER_ID
+    return jsonify(claims)
 
 
 @bp.get("/.well-known/openid-configuration")

@@ -65,6 +65,8 @@ class FaultSwitches:
     soap_redirect_to: str | None = None
     # A URL put in the identity's urls.partner in place of the org's own endpoint.
     identity_partner_url: str | None = None
+    # One defect in every id_token (or in userinfo): None or one of oidc.ID_TOKEN_SPOILERS.
+    id_token: str | None = None
 
 
 class TokenStore:

@@ -66,7 +66,7 @@ def test_faults_are_set_validated_and_reported(fresh_org):
                                       "soap_endpoint": "502"}).json()
     assert body == {"token_endpoint": "slow", "token_delay_s": 0.5, "soap_endpoint": "502",
                     "identity_endpoint": None, "soap_redirect_to": None,
-                    "identity_partner_url": None}
+                    "identity_partner_url": None, "id_token": None}
     assert fresh_org.state.faults.soap_endpoint == "502"
     for bad in ({"token_endpoint": "boom"}, {"token_delay_s": -1}, {"soap_endpoint": 502},
                 {"identity_endpoint": "404"}, {"disk": "full"}, {"soap_redirect_to": 1},
