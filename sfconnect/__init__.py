@@ -21,6 +21,7 @@ from flask_wtf.csrf import CSRFProtect
 from sfconnect import ext
 from sfconnect.auth import oauth as oauth_flow
 from sfconnect.auth.connection import current_connection
+from sfconnect.auth.oidc import OpenIDVerifier
 from sfconnect.auth.tokens import TokenService, TokenVault
 from sfconnect.auth.trust import TrustPolicy
 from sfconnect.errors import error_page, json_error
@@ -87,6 +88,8 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
                             timeout=config.http_timeout, api_version=config.api_version)
     ext.register(app, "partner", partner)
     ext.register(app, "identity_http", token_gate("identity", trust, config.http_timeouts))
+    ext.register(app, "oidc", OpenIDVerifier(token_gate("oidc", trust, config.http_timeouts),
+                                             config.client_id))
     oauth = oauth_flow.init_app(app, config, trust)
 
     ext.register(app, "tokens", TokenService(

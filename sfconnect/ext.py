@@ -11,6 +11,7 @@ from flask import Flask, current_app
 if TYPE_CHECKING:
     from sfconnect.auth.expiry import ExpirySweeper
     from sfconnect.auth.oauth import SalesforceOAuth
+    from sfconnect.auth.oidc import OpenIDVerifier
     from sfconnect.auth.tokens import TokenService
     from sfconnect.http import TokenGate
     from sfconnect.salesforce.partner import PartnerClient
@@ -47,6 +48,11 @@ def tokens(app: Flask | None = None) -> TokenService:
 def oauth(app: Flask | None = None) -> SalesforceOAuth:
     """The Authlib clients of the login hosts."""
     return _get("oauth", app)  # type: ignore[return-value]
+
+
+def oidc(app: Flask | None = None) -> OpenIDVerifier:
+    """The login hosts' OpenID Connect discovery, keys and the sign-in's id_token checks."""
+    return _get("oidc", app)  # type: ignore[return-value]
 
 
 def sweeper(app: Flask | None = None) -> ExpirySweeper:

@@ -35,7 +35,7 @@ from flask import (
 )
 
 from sfconnect import ext, hooks
-from sfconnect.auth import identity
+from sfconnect.auth import identity, oidc
 from sfconnect.auth.connection import (
     SESSION_KEY,
     Connection,
@@ -84,6 +84,11 @@ class SalesforceLogin(FlaskOAuth2App):
     def __init__(self, framework, name, login_host: LoginHost, **kwargs) -> None:  # noqa: ANN001
         super().__init__(framework, name, **kwargs)
         self.login_host = login_host
+
+    def parse_id_token(self, token, nonce, **kwargs):  # noqa: ANN001, ANN003, ANN201, ARG002
+        """Not here: the callback checks the id_token with sfconnect.auth.oidc (its keys and
+        discovery come through the "oidc" gate, and a refused one has its tokens revoked)."""
+        return None
 
 
 class SalesforceOAuth:
@@ -232,7 +237,8 @@ def login():  # noqa: ANN201
     if soql and len(soql) <= MAX_SOQL:
         session["pending_soql"] = soql  # shown again in the form once connected
     client = ext.oauth().clients[host.key]
-    # What Authlib's authorize_redirect does, with a pause point before the redirect.
+    # What Authlib's authorize_redirect does, with a pause point before the redirect. With
+    # `openid` in the scope Authlib adds a random `nonce`, kept with the state for the callback.
     redirect_uri = ext.settings().redirect_uri
     authorization = client.create_authorization_url(redirect_uri=redirect_uri)
     client.save_authorize_data(redirect_uri=redirect_uri, **authorization)
@@ -264,7 +270,7 @@ def callback():  # noqa: ANN201
     paused = hooks.pause_at("token", {
         "login": client.login_host.url, "state": state, "code": code,
         "token_url": client.access_token_url, "redirect_uri": authorization.get("redirect_uri"),
-        "code_verifier": authorization.get("code_verifier")})
+        "code_verifier": authorization.get("code_verifier"), "nonce": authorization.get("nonce")})
     if paused is not None:
         # The state is used up now, as authorize_access_token would use it; the code and the
         # verifier wait with the paused step (see sfconnect.learn.steps), for its Continue.
@@ -277,12 +283,33 @@ def callback():  # noqa: ANN201
     verify_signature(token, settings.client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
     try:
+        check_openid(client.login_host.url, token, tokens, authorization.get("nonce"))
         who = identity.fetch_identity(ext.identity_http(), tokens)
+    except oidc.IdTokenRefused as refused:
+        return refuse_sign_in(tokens, refused)
     except Exception:
         # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
         ext.tokens().revoke_tokens(tokens)
         raise
     return signed_in(client.login_host.url, tokens, who)
+
+
+def check_openid(login_url: str, token: Mapping[str, object], tokens: TokenSet,
+                 nonce: str | None) -> None:
+    """With `openid` in the scopes: the id_token's checks, then userinfo's sub must match;
+    oidc.IdTokenRefused names the check that failed. Nothing to do without `openid`."""
+    if not oidc.has_openid(ext.settings().scopes):
+        return
+    verifier = ext.oidc()
+    claims = verifier.verify_id_token(login_url, token, nonce)
+    verifier.check_userinfo(login_url, tokens.access_token, claims["sub"])
+
+
+def refuse_sign_in(tokens: TokenSet, refused: oidc.IdTokenRefused):  # noqa: ANN201
+    """No sign-in: the tokens just issued are revoked, and the page names the failed check."""
+    ext.tokens().revoke_tokens(tokens)
+    return error_page(refused.status, refused.code, refused.message,
+                      "The sign-in's identity could not be verified")
 
 
 def signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa: ANN202

@@ -44,7 +44,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from sfconnect import ext, hooks
-from sfconnect.auth import identity, oauth
+from sfconnect.auth import identity, oauth, oidc
 from sfconnect.auth.tokens import TokenSet, verify_signature
 from sfconnect.errors import NotConnected
 from sfconnect.learn.step_pages import StaleStep, describe
@@ -300,6 +300,13 @@ def _continue_token_request(data: dict) -> ResponseReturnValue:
                                           allow_redirects=False, **params)
     verify_signature(token, ext.settings().client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
+    try:  # with `openid`, the id_token is checked before the tokens are kept, as in the callback
+        oauth.check_openid(client.login_host.url, token, tokens, data.get("nonce"))
+    except oidc.IdTokenRefused as refused:
+        return oauth.refuse_sign_in(tokens, refused)
+    except Exception:
+        ext.tokens().revoke_tokens(tokens)
+        raise
     oauth.disconnect_previous()  # the new family is stored now: the one it replaces is revoked
     pause("identity", {"login": client.login_host.url,
                        "token_record": ext.tokens().vault.create(tokens)})
