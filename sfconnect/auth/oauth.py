@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -283,7 +284,9 @@ def callback():  # noqa: ANN201
     verify_signature(token, settings.client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
     try:
-        check_openid(client.login_host.url, token, tokens, authorization.get("nonce"))
+        claims = check_openid(client.login_host.url, token, tokens, authorization.get("nonce"))
+        if claims is not None:
+            tokens = replace(tokens, id_claims=oidc.kept_claims(claims))
         who = identity.fetch_identity(ext.identity_http(), tokens)
     except oidc.IdTokenRefused as refused:
         return refuse_sign_in(tokens, refused)
@@ -295,14 +298,15 @@ def callback():  # noqa: ANN201
 
 
 def check_openid(login_url: str, token: Mapping[str, object], tokens: TokenSet,
-                 nonce: str | None) -> None:
+                 nonce: str | None) -> dict[str, object] | None:
     """With `openid` in the scopes: the id_token's checks, then userinfo's sub must match;
-    oidc.IdTokenRefused names the check that failed. Nothing to do without `openid`."""
+    oidc.IdTokenRefused names the check that failed. The claims, or None without `openid`."""
     if not oidc.has_openid(ext.settings().scopes):
-        return
+        return None
     verifier = ext.oidc()
     claims = verifier.verify_id_token(login_url, token, nonce)
     verifier.check_userinfo(login_url, tokens.access_token, claims["sub"])
+    return claims
 
 
 def refuse_sign_in(tokens: TokenSet, refused: oidc.IdTokenRefused):  # noqa: ANN201

@@ -50,6 +50,15 @@ JWKS_REFETCH_EVERY_S = 60.0
 METADATA_TTL_S = 3600.0
 
 
+# What a refresh's id_token must repeat of the sign-in's (OpenID Connect Core 12.2).
+KEPT_CLAIMS = ("iss", "aud", "sub")
+
+
+def kept_claims(claims: Mapping[str, object]) -> dict[str, object]:
+    """The sign-in's claims a refresh's id_token is compared with, to keep with the tokens."""
+    return {name: claims.get(name) for name in KEPT_CLAIMS}
+
+
 def has_openid(scopes: str) -> bool:
     """Whether a scope string asks for OpenID Connect."""
     return "openid" in scopes.split()
@@ -182,12 +191,13 @@ class OpenIDVerifier:
                                  f"({', '.join(sorted(map(str, known)))})", repr(kid)) from None
 
     def verify_id_token(self, login_url: str, token: Mapping[str, object],
-                        nonce: str | None) -> dict[str, Any]:
-        """The id_token's claims after every check; IdTokenRefused naming the one that failed."""
+                        nonce: str | None, *, refresh: bool = False) -> dict[str, Any]:
+        """The id_token's claims after every check; IdTokenRefused naming the one that failed.
+        A refresh's id_token (`refresh=True`) carries no nonce (Core 12.2): none is checked."""
         id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise IdTokenRefused("id_token", "an id_token (the scope has openid)", "none")
-        if not nonce:
+        if not nonce and not refresh:
             raise IdTokenRefused("nonce", "a nonce sent with this sign-in", "none was kept")
         metadata = self.metadata(login_url)
         access_token = str(token.get("access_token") or "")
@@ -240,6 +250,17 @@ class OpenIDVerifier:
                 else repr(received))
             raise IdTokenRefused(claim, expected, shown) from None
         return dict(claims)
+
+    def verify_refreshed_id_token(self, login_url: str, token: Mapping[str, object],
+                                  signed_in: Mapping[str, object] | None) -> dict[str, Any]:
+        """A refresh's id_token: the sign-in's checks but the nonce, then (Core 12.2) its iss,
+        aud and sub must be the sign-in's id_token's (`signed_in`, from `kept_claims`)."""
+        claims = self.verify_id_token(login_url, token, None, refresh=True)
+        for name in KEPT_CLAIMS:
+            if signed_in is not None and claims.get(name) != signed_in.get(name):
+                raise IdTokenRefused(name, f"the sign-in's {name} {signed_in.get(name)!r}",
+                                     repr(claims.get(name)))
+        return claims
 
     def check_userinfo(self, login_url: str, access_token: str, sub: str) -> dict[str, Any]:
         """userinfo for the access token; its sub must be the id_token's (Core 5.3.2)."""

@@ -15,6 +15,10 @@ once. Within a process a striped thread lock; across processes the store's own l
 beside the records for the filesystem store, a redis-py Lock with a timeout for Redis); then a
 re-read of the record: a waiter whose version is stale takes the tokens the winner stored.
 
+With `openid`, the record keeps the sign-in's id_token iss, aud and sub (`id_claims`); a refresh
+that answers a new id_token has it checked by the verifier (sfconnect.auth.oidc, no nonce) and
+compared with them, and a refused one revokes the tokens: the user must connect again.
+
 No token family is dropped alive: whatever replaces or forgets a record (log out, a new sign-in, a
 failed refresh) also revokes its refresh token, then its access token. A record also ends with
 its browser session (sfconnect.auth.expiry).
@@ -34,6 +38,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from authlib.integrations.base_client import OAuthError
 
+from sfconnect import ext
 from sfconnect.auth.expiry import (
     KEEP_AFTER_EXPIRY_S,
     SWEEP_BATCH,
@@ -42,6 +47,7 @@ from sfconnect.auth.expiry import (
     RedisExpiryIndex,
     expiry_index_for,
 )
+from sfconnect.auth.oidc import IdTokenRefused
 from sfconnect.auth.trust import TrustPolicy, check_instance_url
 from sfconnect.errors import GateRefused, InvalidSession, NotConnected, UpstreamError
 from sfconnect.store import LOCK_STRIPES, RECORD_ID, LockBusy, SealedRecords, stripe
@@ -89,6 +95,9 @@ class TokenSet:
     login_url: str
     scope: str | None = None
     token_type: str = "Bearer"
+    # The sign-in's id_token iss, aud and sub (with `openid`): a refresh's must repeat them.
+    # Optional, so that records written before it still load.
+    id_claims: dict[str, object] | None = field(default=None, repr=False)
 
     @classmethod
     def from_response(cls, token: Mapping[str, object], login_url: str) -> TokenSet:
@@ -107,7 +116,8 @@ class TokenSet:
     def refreshed(self, token: Mapping[str, object]) -> TokenSet:
         """The tokens after a refresh grant: new access token, rotated refresh token if sent."""
         fresh = TokenSet.from_response({**asdict_response(self), **token}, self.login_url)
-        return replace(fresh, refresh_token=fresh.refresh_token or self.refresh_token)
+        return replace(fresh, refresh_token=fresh.refresh_token or self.refresh_token,
+                       id_claims=self.id_claims)
 
 
 def asdict_response(tokens: TokenSet) -> dict[str, object]:
@@ -275,6 +285,17 @@ class TokenService:
             raise
         verify_signature(response, self._client_secret)
         fresh = tokens.refreshed(response)
+        if response.get("id_token"):
+            try:
+                self._check_refreshed_id_token(fresh, response)
+            except IdTokenRefused as refused:
+                # Neither the old tokens nor the new ones are kept: both are revoked.
+                self._forget(record_id, tokens)
+                self.revoke_tokens(fresh)
+                raise NotConnected(
+                    f"The refresh's OpenID Connect check '{refused.check}' failed: expected "
+                    f"{refused.expected}, received {refused.received}. The tokens were revoked; "
+                    "connect again.") from None
         if self.vault.replace(record_id, current.version, fresh) is None:
             # Written meanwhile (a lock that expired under a stuck holder): the stored tokens win.
             latest = self.vault.load(record_id)
@@ -282,6 +303,11 @@ class TokenService:
                 raise NotConnected("Your Salesforce session has ended. Connect again.")
             return latest.tokens
         return fresh
+
+    @staticmethod
+    def _check_refreshed_id_token(fresh: TokenSet, response: Mapping[str, object]) -> None:
+        # The verifier of the request's app, reached as the callback reaches it.
+        ext.oidc().verify_refreshed_id_token(fresh.login_url, response, fresh.id_claims)
 
     def disconnect(self, record_id: str | None) -> bool:
         """Forget the record and revoke its tokens (refresh token, then access token).

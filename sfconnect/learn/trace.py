@@ -20,7 +20,10 @@ for and the rule it follows (STEPS), which /flow shows beside each exchange.
 """
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import re
 import secrets
 import time
 import weakref
@@ -79,6 +82,14 @@ STEPS: dict[str, str] = {
         "id + issued_at)). The app recomputes it in constant time and refuses a response that "
         "does not match (Salesforce's web server flow documentation, \"signature\"), so the id "
         "URL it is about to call really came from Salesforce for this app."),
+    "id_token checks": (
+        "With openid in the scope the token response (and a refresh's) carries an id_token, a "
+        "JWT signed by the login host. Before the tokens are used the app checks it (OpenID "
+        "Connect Core §3.1.3.7): the RS256 signature with a key of the host's JWKS, iss is the "
+        "login host, aud holds the client_id, exp and iat are sane, nonce is the one sent with "
+        "this sign-in, at_hash matches the access token, sub is present, and userinfo's sub is "
+        "the same; a refresh's id_token has no nonce and must repeat the sign-in's iss, aud and "
+        "sub (§12.2). A failed check revokes the tokens: no sign-in."),
     "identity request": (
         "The app GETs the id URL with Authorization: Bearer and the access token (RFC 6750) to "
         "learn who signed in and where the org serves its APIs (Salesforce's \"Identity URLs\"). "
@@ -273,8 +284,85 @@ def exchange_entry(purpose: str, request: requests.PreparedRequest,
     return entry
 
 
+# Claims of an id_token whose values are shown masked, as tokens are (hashes of tokens, the nonce).
+MASKED_CLAIMS = ("nonce", "at_hash", "c_hash", "s_hash", "sid")
+# The checks the app makes on an id_token, in its order, and what each compares (for /flow).
+ID_TOKEN_CHECKS = (
+    ("signature", "RS256, by a key of the login host's JWKS (the kid names it)"),
+    ("iss", "the login host (its discovery document's issuer)"),
+    ("aud", "contains this app's client_id"),
+    ("exp", "later than now (60 s leeway)"),
+    ("iat", "no later than now (60 s leeway)"),
+    ("nonce", "the nonce sent with this sign-in (none at a refresh)"),
+    ("at_hash", "the left half of SHA-256 of the access token"),
+    ("sub", "present; at a refresh, the sign-in's iss, aud and sub again"),
+    ("userinfo sub", "userinfo's sub is the id_token's (at sign-in)"),
+)
+_REFUSED_CHECK_RE = re.compile(r"check &#39;([^&]{1,40})&#39; failed|check '([^']{1,40})' failed")
+
+
+def _json_segment(segment: str) -> object:
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+def decoded_id_token(id_token: str) -> dict | None:
+    """An id_token's header and claims for display, read without any verification (the app
+    verifies it elsewhere); token-like claim values masked, the signature by its length only."""
+    parts = id_token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        header, claims = _json_segment(parts[0]), _json_segment(parts[1])
+    except ValueError:
+        return None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return None
+    shown = {name: redaction.mask(value) if name in MASKED_CLAIMS and isinstance(value, str)
+             else value for name, value in redaction.mask_json(claims).items()}
+    return {"header": redaction.mask_json(header), "claims": shown,
+            "signature": f"[signature, {len(parts[2])} characters, not shown]"}
+
+
+def _id_token_checks(entry: dict, token: Mapping[str, object]) -> list[dict]:
+    """The token response's id_token decoded onto its entry, and an entry for its checks (whose
+    verdict `_after` reads from how the request ended)."""
+    decoded = decoded_id_token(str(token["id_token"]))
+    if decoded is None:
+        return []
+    entry["id_token"] = decoded
+    claims = decoded["claims"]
+    checks = [(check, rule, "" if check in ("signature", "userinfo sub")
+               else json.dumps(claims.get(check)) if check in claims else "(absent)")
+              for check, rule in ID_TOKEN_CHECKS]
+    return [_entry("id_token checks", http=False, method="", url=str(claims.get("iss", "")),
+                   id_checks=checks, id_verdict=None,
+                   refresh=entry["step"] == "expired session and refresh",
+                   note="The app checked the id_token before using the tokens.")]
+
+
+def _settle_id_token_checks(entries: list[dict], response: Response) -> None:
+    """Each id_token checks entry of this request gets its verdict: refused when the page is an
+    error or the tokens were revoked after it, passed when the flow went on."""
+    for index, entry in enumerate(entries):
+        if entry["step"] != "id_token checks" or entry.get("id_verdict") is not None:
+            continue
+        revoked = any(later["step"] == "revoke" for later in entries[index + 1:])
+        failed = None
+        if response.status_code >= 400 and not response.is_streamed:
+            found = _REFUSED_CHECK_RE.search(response.get_data(as_text=True))
+            failed = next((name for name in found.groups() if name), None) if found else None
+        if response.status_code >= 400 or (revoked and entry.get("refresh")):
+            entry["id_verdict"] = "refused"
+            entry["note"] = (f"Refused: the check '{failed}' failed" if failed else
+                             "Refused: a check failed") + "; the tokens were revoked."
+        else:
+            entry["id_verdict"] = "passed"
+            entry["note"] = "Every check passed: the app went on with these tokens."
+
+
 def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
-    """The checks the app makes right after an exchange: the signature, the endpoint."""
+    """The checks the app makes right after an exchange: the signature, the id_token, the
+    endpoint."""
     if response is None or response.status_code != 200:
         return []
     settings = ext.settings()
@@ -283,16 +371,21 @@ def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
             token = response.json()
         except ValueError:
             return []
-        if not isinstance(token, dict) or "signature" not in token:
+        if not isinstance(token, dict):
             return []
-        try:
-            verify_signature(token, settings.client_secret)
-            verdict = ("The signature matches HMAC-SHA256(client_secret, id + issued_at): the "
-                       "response was issued for this app and not altered.")
-        except SignatureMismatch:
-            verdict = "The signature does NOT match: the response is refused."
-        return [_entry("signature check", http=False, method="", url=str(token.get("id", "")),
-                       note=verdict)]
+        followers = []
+        if "signature" in token:
+            try:
+                verify_signature(token, settings.client_secret)
+                verdict = ("The signature matches HMAC-SHA256(client_secret, id + issued_at): "
+                           "the response was issued for this app and not altered.")
+            except SignatureMismatch:
+                verdict = "The signature does NOT match: the response is refused."
+            followers.append(_entry("signature check", http=False, method="",
+                                    url=str(token.get("id", "")), note=verdict))
+        if isinstance(token.get("id_token"), str):
+            followers += _id_token_checks(entry, token)
+        return followers
     if entry["response_step"] == "identity response":
         try:
             urls = response.json().get("urls") or {}
@@ -380,6 +473,7 @@ def _after(response: Response) -> Response:
                         time_ms=round((time.time() - callback["started"]) * 1000, 1),
                         response_headers=redaction.mask_headers(
                             [(k, v) for k, v in response.headers.items() if k == "Location"]))
+    _settle_id_token_checks(entries, response)
     # Connect's redirect, or in step-by-step mode the authorize step's Continue.
     redirects_to_salesforce = request.endpoint in ("oauth.login", "steps.authorize")
     if redirects_to_salesforce and response.status_code in (302, 303):

@@ -188,7 +188,17 @@ def test_step_by_step_sign_in_checks_the_id_token_too(start_app, fresh_org, spoi
     if spoiler is None:
         assert "step-identity" in after.text, page_text(after)  # on to the identity step
         assert counters(fresh_org).get("revoke", 0) == revoked
+        # The sign-in's iss, aud and sub are kept with the tokens, for a refresh to compare.
+        vault = running.app.extensions["sfconnect.tokens"].vault
+        kept = [stored.tokens.id_claims for stored in map(vault.load, _record_ids(vault))]
+        assert [claims["aud"] for claims in kept if claims] == [running.client.client_id]
     else:
         assert after.status_code == 400 and "check 'nonce' failed" in page_text(after)
         assert counters(fresh_org).get("revoke", 0) > revoked
         assert "admin@devorg.local" not in http.get(url + "/").text
+
+
+def _record_ids(vault) -> list[str]:
+    """The ids of the token records in a filesystem store."""
+    folder = vault.records.records.directory
+    return [path.stem for path in folder.glob("*.json")]
