@@ -3,7 +3,7 @@
 No script, no CDN, no stylesheet (the pages' Content-Security-Policy allows neither inline styles
 nor foreign hosts): presentation attributes only, every text escaped. The rows are the steps of
 the flow in order; those this browser session has taken are drawn solid and counted, the others
-faint and dashed.
+faint and dashed (the id_token checks are taken only when openid is in the scope).
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("salesforce", "app", "access_token, refresh_token, instance_url, id, signature",
      "token response"),
     ("app", "app", "HMAC-SHA256(client_secret, id + issued_at)", "signature check"),
+    ("app", "app", "id_token: JWKS signature, iss, aud, exp, nonce, at_hash",
+     "id_token checks"),
     ("app", "salesforce", "GET id URL, Authorization: Bearer", "identity request"),
     ("salesforce", "app", "user, organization, urls with {version}", "identity response"),
     ("app", "app", "urls.partner with {version} filled", "endpoint chosen with {version} filled"),

@@ -232,7 +232,12 @@ def setup():  # noqa: ANN201
     """What to register in Salesforce, where the key and secret go, and checks of this app."""
     settings = ext.settings()
     return render_template("setup.html", settings=settings, checks=_checks(settings),
-                           errors=SETUP_ERRORS)
+                           errors=SETUP_ERRORS, openid_on=openid_on(settings))
+
+
+def openid_on(settings: Settings) -> bool:
+    """Whether sign-in uses OpenID Connect: `openid` among the configured scopes."""
+    return "openid" in settings.scopes.split()
 
 
 def _checks(settings: Settings) -> list[dict[str, object]]:

@@ -71,7 +71,8 @@ AUTHORIZE_PARAMS = {
                     "the app's registered callback URLs exactly, or Salesforce answers "
                     "redirect_uri_mismatch (RFC 6749 §3.1.2, §4.1.1).",
     "scope": "What the app asks to be allowed: api for the APIs, refresh_token to stay "
-             "connected (RFC 6749 §3.3; Salesforce's \"OAuth Tokens and Scopes\").",
+             "connected, openid (when set) for an id_token saying who signed in (RFC 6749 §3.3; "
+             "Salesforce's \"OAuth Tokens and Scopes\").",
     "state": "A one-time random value kept in this app's server-side session. The callback must "
              "bring it back unchanged, so an answer to a sign-in this browser did not start is "
              "refused (RFC 6749 §4.1.1, §10.12).",
@@ -80,7 +81,9 @@ AUTHORIZE_PARAMS = {
                       "(RFC 7636 §4.2, §4.3).",
     "code_challenge_method": "S256: the challenge is the SHA-256 hash of the verifier, never the "
                              "verifier itself (RFC 7636 §4.3).",
-    "nonce": "OpenID Connect: a value the ID token must repeat (OpenID Connect Core §3.1.2.1).",
+    "nonce": "OpenID Connect (only with openid in the scope): a random value kept with the "
+             "state; the id_token must carry it back, so a replayed id_token is refused "
+             "(OpenID Connect Core §3.1.2.1, §3.1.3.7).",
     "prompt": "Whether Salesforce must ask again: login, consent (OpenID Connect Core §3.1.2.1).",
 }
 TOKEN_PARAMS = {
