@@ -15,13 +15,11 @@ from playwright.sync_api import expect
 from sfconnect.learn.diagram import ROWS
 from tests.helpers.browser import assert_accessible
 from tests.helpers.flow import sign_in
+from tests.helpers.oidc import start_openid_app
 
-OPENID_SCOPES = "api refresh_token openid"
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def start_openid_app(start_app, org, scopes: str = OPENID_SCOPES):
-    return start_app(org, client_fields={"scopes": OPENID_SCOPES}, SF_SCOPES=scopes)
 
 
 def doc(response: requests.Response):

@@ -10,26 +10,19 @@ import pytest
 import requests
 
 from sfconnect.auth.tokens import TokenSet
-from tests.helpers.flow import sign_in
+from tests.helpers.flow import connection_of, sign_in
+from tests.helpers.oidc import page_text, set_spoiler, start_openid_app
 from tests.helpers.org import counters
 
-OPENID_SCOPES = "api refresh_token openid"
 SOQL = "SELECT Id, Name FROM Account LIMIT 5"
 # The check each spoiler of the refresh's id_token must fail, as the message names it.
 SPOILED_CHECKS = {"aud": "aud", "issuer-mismatch": "iss", "bad-sig": "signature"}
 
 
-def start_openid_app(start_app, org):
-    return start_app(org, client_fields={"scopes": OPENID_SCOPES}, SF_SCOPES=OPENID_SCOPES)
 
 
-def set_spoiler(org, value: str | None) -> None:
-    response = requests.post(f"{org.url}/__admin/faults", json={"id_token": value}, timeout=10)
-    assert response.status_code == 200, response.text
 
 
-def page_text(response: requests.Response) -> str:
-    return " ".join(lxml.html.fromstring(response.text).text_content().split())
 
 
 def signed_in_ok(running) -> requests.Session:
@@ -42,15 +35,7 @@ def signed_in_ok(running) -> requests.Session:
 
 def token_record(running, http: requests.Session) -> str:
     """The id of this browser's token record, read from the app's session store."""
-    sid = http.cookies.get("sfconnect_session")
-    interface = running.app.session_interface
-    if hasattr(interface, "cache"):
-        data = interface.cache.get(f"sfconnect:session:{sid}")
-    else:
-        raw = interface.client.get(f"sfconnect:session:{sid}")
-        data = interface.serializer.decode(raw) if raw else None
-    assert data and "sf" in data, "the browser is not connected"
-    return data["sf"]["token_record"]
+    return connection_of(running, http)["token_record"]
 
 
 def expire_sessions(org) -> None:

@@ -12,9 +12,9 @@ import requests
 
 from sfconnect.http import observe_exchanges
 from tests.helpers.flow import sign_in, start_login
+from tests.helpers.oidc import page_text, set_spoiler, start_openid_app
 from tests.helpers.org import counters
 
-OPENID_SCOPES = "api refresh_token openid"
 # The check each spoiler must fail, as the error page names it.
 SPOILED_CHECKS = {
     "bad-sig": "signature",
@@ -44,17 +44,10 @@ def sent() -> deque[str]:
     return _sent
 
 
-def start_openid_app(start_app, org, scopes: str = OPENID_SCOPES):
-    return start_app(org, client_fields={"scopes": OPENID_SCOPES}, SF_SCOPES=scopes)
 
 
-def set_spoiler(org, value: str | None) -> None:
-    response = requests.post(f"{org.url}/__admin/faults", json={"id_token": value}, timeout=10)
-    assert response.status_code == 200, response.text
 
 
-def page_text(response: requests.Response) -> str:
-    return " ".join(lxml.html.fromstring(response.text).text_content().split())
 
 
 def signed_in_ok(running) -> tuple[requests.Session, object]:

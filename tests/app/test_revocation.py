@@ -16,7 +16,7 @@ import requests
 
 from sfconnect.auth.expiry import TOUCH_EVERY_S, ExpirySweeper
 from sfconnect.auth.tokens import TokenSet
-from tests.helpers.flow import logout_csrf, sign_in, sign_in_at, token_set
+from tests.helpers.flow import connection_of, logout_csrf, sign_in, sign_in_at, token_set
 from tests.helpers.org import ZOE, counters
 
 SOAP_CALL = """<?xml version="1.0" encoding="UTF-8"?>
@@ -74,18 +74,6 @@ def assert_dead(org, client, tokens: TokenSet) -> None:
 
 
 # ------------------------------------------------------------------------------ app helpers
-
-def connection_of(running, http: requests.Session) -> dict:
-    """The browser session's "sf" entry, read from the app's session store."""
-    sid = http.cookies.get("sfconnect_session")
-    interface = running.app.session_interface
-    if hasattr(interface, "cache"):
-        data = interface.cache.get(f"sfconnect:session:{sid}")
-    else:
-        raw = interface.client.get(f"sfconnect:session:{sid}")
-        data = interface.serializer.decode(raw) if raw else None
-    assert data and "sf" in data, "the browser is not connected"
-    return data["sf"]
 
 
 def log_out(running, http: requests.Session) -> requests.Response:

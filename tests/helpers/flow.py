@@ -117,19 +117,23 @@ class Relay:
         self.server.shutdown()
 
 
-def token_set(running, http: requests.Session):
-    """The TokenSet the app holds for this browser, read through the app's own stores."""
+def connection_of(running, http: requests.Session) -> dict:
+    """The browser session's "sf" entry (its connection), read from the app's session store."""
     sid = http.cookies.get("sfconnect_session")
     interface = running.app.session_interface
-    store_id = f"sfconnect:session:{sid}"
-    data = None
     if hasattr(interface, "cache"):
-        data = interface.cache.get(store_id)
+        data = interface.cache.get(f"sfconnect:session:{sid}")
     else:
-        raw = interface.client.get(store_id)
+        raw = interface.client.get(f"sfconnect:session:{sid}")
         data = interface.serializer.decode(raw) if raw else None
     assert data and "sf" in data, "the browser is not connected"
-    record = running.app.extensions["sfconnect.tokens"].vault.load(data["sf"]["token_record"])
+    return data["sf"]
+
+
+def token_set(running, http: requests.Session):
+    """The TokenSet the app holds for this browser, read through the app's own stores."""
+    record_id = connection_of(running, http)["token_record"]
+    record = running.app.extensions["sfconnect.tokens"].vault.load(record_id)
     assert record is not None
     return record.tokens
 

@@ -37,6 +37,17 @@ function batchOf(result) {
   };
 }
 
+// A connection holding the client, the tokens and the instance: jsforce can refresh and revoke.
+function refreshableConnection(input) {
+  return new Connection({
+    oauth2: oauth2Of(input),
+    instanceUrl: input.instanceUrl,
+    accessToken: input.accessToken,
+    refreshToken: input.refreshToken,
+    version: input.version,
+  });
+}
+
 const calls = {
   version: async () => VERSION,
 
@@ -113,13 +124,7 @@ const calls = {
 
   // A connection holding a dead access token and a refresh token: jsforce refreshes on the 401.
   refreshOnDeadToken: async (input) => {
-    const conn = new Connection({
-      oauth2: oauth2Of(input),
-      instanceUrl: input.instanceUrl,
-      accessToken: input.accessToken,
-      refreshToken: input.refreshToken,
-      version: input.version,
-    });
+    const conn = refreshableConnection(input);
     const refreshed = [];
     conn.on('refresh', (accessToken) => refreshed.push(accessToken));
     const batch = batchOf(await conn.query(input.soql));
@@ -127,13 +132,7 @@ const calls = {
   },
 
   logout: async (input) => {
-    const conn = new Connection({
-      oauth2: oauth2Of(input),
-      instanceUrl: input.instanceUrl,
-      accessToken: input.accessToken,
-      refreshToken: input.refreshToken,
-      version: input.version,
-    });
+    const conn = refreshableConnection(input);
     await conn.logout(input.revoke);
     return { accessToken: conn.accessToken ?? null, refreshToken: conn.refreshToken ?? null };
   },
