@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from dotenv import dotenv_values
 
-from sfconnect.auth.trust import is_loopback, target_of
+from sfconnect.auth.trust import is_loopback, listed_host, target_of
 from sfconnect.errors import UntrustedHost
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +40,6 @@ PRODUCTION_HOST = "login.salesforce.com"
 SANDBOX_HOST = "test.salesforce.com"
 _HOST_LABELS = {PRODUCTION_HOST: ("production", "Production"),
                 SANDBOX_HOST: ("sandbox", "Sandbox")}
-_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"^\.?(?=.{{1,253}}(:|$)){_LABEL}(\.{_LABEL})*(:(?P<port>[0-9]{{1,5}}))?$")
 _SCOPE = re.compile(r"^[A-Za-z0-9_:./-]+$")
 _API_VERSION = re.compile(r"^(\d{2,3})(\.0)?$")
 
@@ -343,10 +341,11 @@ def _trusted_hosts(value: str) -> tuple[str, ...]:
     hosts = []
     for host in value.replace(",", " ").split():
         host = host.lower()
-        match = _HOSTNAME.match(host)
-        if not match or (match["port"] and not 0 < int(match["port"]) < 65536):
+        try:
+            listed_host(host)  # the grammar the trust policy reads it with
+        except ValueError:
             raise ConfigError("SF_TRUSTED_HOSTS", f"{host!r} is not a host name (use "
                               "example.com, or .example.com for every subdomain, either with "
-                              ":port when it is not 443)")
+                              ":port when it is not 443)") from None
         hosts.append(host)
     return tuple(hosts)

@@ -37,7 +37,9 @@ _ORIGIN = re.compile(
     rf"^(?P<scheme>https?)://(?P<host>{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])"
     r"(?::(?P<port>[0-9]{1,5}))?(?=[/?#]|$)", re.IGNORECASE)
 _PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
-_LISTED = re.compile(rf"^(?P<host>\.?{_LABEL}(?:\.{_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?$")
+# An SF_TRUSTED_HOSTS entry: host or .domain (every subdomain), either with :port (else 443).
+_LISTED = re.compile(rf"^(?P<host>\.?(?=.{{1,253}}(?::|$)){_LABEL}(?:\.{_LABEL})*)"
+                     r"(?::(?P<port>[0-9]{1,5}))?$")
 
 
 def is_loopback(hostname: str | None) -> bool:
@@ -92,6 +94,15 @@ def target_of(url: str) -> Target:
     return Target(scheme, host, port)
 
 
+def listed_host(entry: str) -> tuple[str, int]:
+    """An SF_TRUSTED_HOSTS entry as (host or .domain, port); ValueError when it is not one."""
+    match = _LISTED.match(entry.lower())
+    port = int(match["port"] or 443) if match else 0
+    if match is None or not 0 < port < 65536:
+        raise ValueError(f"not a host or host:port: {entry!r}")
+    return match["host"], port
+
+
 def _under(hostname: str, domains: Iterable[str]) -> bool:
     return any(hostname == domain or hostname.endswith("." + domain) for domain in domains)
 
@@ -101,12 +112,7 @@ class TrustPolicy:
 
     def __init__(self, login_urls: Iterable[str], trusted_hosts: Iterable[str] = ()) -> None:
         self._origins = frozenset(target_of(url) for url in login_urls)
-        self._listed: list[tuple[str, int]] = []
-        for entry in trusted_hosts:
-            match = _LISTED.match(entry.lower())
-            if match is None:
-                raise ValueError(f"not a host or host:port: {entry!r}")
-            self._listed.append((match["host"], int(match["port"] or 443)))
+        self._listed = [listed_host(entry) for entry in trusted_hosts]
 
     def check(self, url: str) -> str:
         """Return `url` when the token may be sent there; raise UntrustedHost otherwise."""
