@@ -273,8 +273,7 @@ class TokenService:
             self._forget(record_id, tokens)
             raise NotConnected("Your Salesforce session has expired and this app holds no "
                                "refresh token (scope refresh_token). Connect again.")
-        self.trust.check(tokens.login_url)
-        try:
+        try:  # the refresh goes through the gate, which checks the login host as it sends
             response = self._refresh(tokens.login_url, tokens.refresh_token)
         except OAuthError as error:
             if error.error in DEAD_GRANT_ERRORS:
@@ -333,8 +332,7 @@ class TokenService:
         for token in (tokens.refresh_token, tokens.access_token):
             if not token:
                 continue
-            try:
-                self.trust.check(tokens.login_url)
+            try:  # through the gate: an untrusted login host is refused there (GateRefused)
                 self._revoke(tokens.login_url, token)
             except (UpstreamError, GateRefused, OAuthError):
                 revoked = False
