@@ -284,9 +284,7 @@ def callback():  # noqa: ANN201
     verify_signature(token, settings.client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
     try:
-        claims = check_openid(client.login_host.url, token, tokens, authorization.get("nonce"))
-        if claims is not None:
-            tokens = replace(tokens, id_claims=oidc.kept_claims(claims))
+        tokens = check_openid(client.login_host.url, token, tokens, authorization.get("nonce"))
         who = identity.fetch_identity(ext.identity_http(), tokens)
     except oidc.IdTokenRefused as refused:
         return refuse_sign_in(tokens, refused)
@@ -298,15 +296,17 @@ def callback():  # noqa: ANN201
 
 
 def check_openid(login_url: str, token: Mapping[str, object], tokens: TokenSet,
-                 nonce: str | None) -> dict[str, object] | None:
-    """With `openid` in the scopes: the id_token's checks, then userinfo's sub must match;
-    oidc.IdTokenRefused names the check that failed. The claims, or None without `openid`."""
+                 nonce: str | None) -> TokenSet:
+    """With `openid` in the scopes: the id_token's checks, then userinfo's sub must match
+    (oidc.IdTokenRefused names the check that failed); the tokens are returned with the
+    sign-in's iss, aud and sub kept, for a refresh's id_token to be compared with. Without
+    `openid`, the tokens as they are."""
     if not oidc.has_openid(ext.settings().scopes):
-        return None
+        return tokens
     verifier = ext.oidc()
     claims = verifier.verify_id_token(login_url, token, nonce)
     verifier.check_userinfo(login_url, tokens.access_token, claims["sub"])
-    return claims
+    return replace(tokens, id_claims=oidc.kept_claims(claims))
 
 
 def refuse_sign_in(tokens: TokenSet, refused: oidc.IdTokenRefused):  # noqa: ANN201

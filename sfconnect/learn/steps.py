@@ -27,7 +27,6 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import TypeVar
 
 from flask import (
@@ -302,9 +301,7 @@ def _continue_token_request(data: dict) -> ResponseReturnValue:
     verify_signature(token, ext.settings().client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
     try:  # with `openid`, the id_token is checked before the tokens are kept, as in the callback
-        claims = oauth.check_openid(client.login_host.url, token, tokens, data.get("nonce"))
-        if claims:  # kept with the tokens: a refresh's id_token is compared with them
-            tokens = replace(tokens, id_claims=oidc.kept_claims(claims))
+        tokens = oauth.check_openid(client.login_host.url, token, tokens, data.get("nonce"))
     except oidc.IdTokenRefused as refused:
         return oauth.refuse_sign_in(tokens, refused)
     except Exception:
