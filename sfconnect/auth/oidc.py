@@ -281,11 +281,17 @@ class OpenIDVerifier:
         return document
 
 
+def unverified_part(jwt_text: str, index: int) -> object:
+    """Part `index` of a JWT (0: the header, 1: the claims) as JSON, read without any
+    verification: for messages and display only. ValueError or IndexError when it is none."""
+    segment = jwt_text.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
 def _header_alg(id_token: str) -> object:
     """The alg the (unverified) header names, for the error page only."""
     try:
-        segment = id_token.split(".")[0]
-        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))["alg"]
+        return unverified_part(id_token, 0)["alg"]  # type: ignore[index]
     except (ValueError, KeyError, TypeError, IndexError):
         return None
 

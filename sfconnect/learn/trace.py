@@ -20,7 +20,6 @@ for and the rule it follows (STEPS), which /flow shows beside each exchange.
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -35,6 +34,7 @@ import requests
 from flask import Flask, Response, current_app, g, has_request_context, request, session
 
 from sfconnect import ext, hooks, redaction
+from sfconnect.auth import oidc
 from sfconnect.auth.tokens import SignatureMismatch, verify_signature
 from sfconnect.http import observe_exchanges
 from sfconnect.learn.trace_store import TraceStore
@@ -291,18 +291,14 @@ ID_TOKEN_CHECKS = (
     ("signature", "RS256, by a key of the login host's JWKS (the kid names it)"),
     ("iss", "the login host (its discovery document's issuer)"),
     ("aud", "contains this app's client_id"),
-    ("exp", "later than now (60 s leeway)"),
-    ("iat", "no later than now (60 s leeway)"),
+    ("exp", f"later than now ({oidc.LEEWAY_S} s leeway)"),
+    ("iat", f"no later than now ({oidc.LEEWAY_S} s leeway)"),
     ("nonce", "the nonce sent with this sign-in (none at a refresh)"),
     ("at_hash", "the left half of SHA-256 of the access token"),
     ("sub", "present; at a refresh, the sign-in's iss, aud and sub again"),
     ("userinfo sub", "userinfo's sub is the id_token's (at sign-in)"),
 )
 _REFUSED_CHECK_RE = re.compile(r"check &#39;([^&]{1,40})&#39; failed|check '([^']{1,40})' failed")
-
-
-def _json_segment(segment: str) -> object:
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 
 def decoded_id_token(id_token: str) -> dict | None:
@@ -312,7 +308,7 @@ def decoded_id_token(id_token: str) -> dict | None:
     if len(parts) != 3:
         return None
     try:
-        header, claims = _json_segment(parts[0]), _json_segment(parts[1])
+        header, claims = oidc.unverified_part(id_token, 0), oidc.unverified_part(id_token, 1)
     except ValueError:
         return None
     if not isinstance(header, dict) or not isinstance(claims, dict):
