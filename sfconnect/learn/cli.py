@@ -19,7 +19,7 @@ from sfconnect import ext, redaction
 from sfconnect.auth import identity
 from sfconnect.auth.tokens import SignatureMismatch, TokenSet, verify_signature
 from sfconnect.errors import GateRefused, SalesforceFault, UntrustedHost, UpstreamError
-from sfconnect.http import TokenGate, token_gate
+from sfconnect.http import TokenGate
 from sfconnect.settings import Settings
 
 sf = AppGroup("sf", help="Salesforce OAuth: run the other flows against the configured org.")
@@ -66,8 +66,7 @@ def token(flow: str, username: str | None, password: str | None,
     """Run one OAuth flow; print the masked token response, the identity, and when to use it."""
     settings = ext.settings()
     demo: Mapping[str, str] = current_app.config.get("SFCONNECT_LOCAL_ORG_DEMO") or {}
-    http = token_gate("oauth", ext.tokens().trust,
-                      settings.http_timeouts)
+    http = ext.oauth().http  # the app's own "oauth" gate: the trust policy, the timeouts
     username = username or settings.username or demo.get("username")
     form: dict[str, str] = {"grant_type": {"jwt": JWT_GRANT, "password": "password",
                                            "refresh": "refresh_token",
