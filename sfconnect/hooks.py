@@ -9,7 +9,10 @@ them. With nothing attached (the learning features off) every hook is a no-op.
   (an export's queryMore batches); an observer may keep them short (`bulk_note()`).
 - Signals (blinker, as Flask's own): `signing_out` before logout clears the session and
   `signed_out` after it; `checkpoint` when a worker thread of a streamed response has made
-  exchanges that should be kept now (the response may end before the worker's context does).
+  exchanges that should be kept now (the response may end before the worker's context does);
+  `id_token_checked` after an id_token's checks (id_token, refresh, verdicts: check -> "passed",
+  "failed", "absent" or "not checked") and `userinfo_checked` after userinfo's sub was compared
+  (verdict), sent with `report`.
 
 The outbound exchanges themselves are observed through `sfconnect.http.observe_exchanges`.
 """
@@ -20,7 +23,7 @@ import contextvars
 from collections.abc import Callable, Iterator, Mapping
 
 from blinker import Namespace
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from flask.typing import ResponseReturnValue
 
 PauseHook = Callable[[str, Mapping[str, object]], "ResponseReturnValue | None"]
@@ -30,6 +33,8 @@ _signals = Namespace()
 signing_out = _signals.signal("signing-out")
 signed_out = _signals.signal("signed-out")
 checkpoint = _signals.signal("checkpoint")
+id_token_checked = _signals.signal("id-token-checked")
+userinfo_checked = _signals.signal("userinfo-checked")
 
 _BULK: contextvars.ContextVar[str | None] = contextvars.ContextVar("sfconnect_bulk",
                                                                     default=None)
@@ -44,6 +49,12 @@ def pause_at(kind: str, data: Mapping[str, object]) -> ResponseReturnValue | Non
     """A page to show instead of going on, or None (always None with no hook installed)."""
     hook = current_app.extensions.get(_PAUSE_KEY)
     return hook(kind, data) if hook is not None else None
+
+
+def report(signal: object, **data: object) -> None:
+    """Send `signal` (one of the above) from the current app; nothing outside an app."""
+    if has_app_context():
+        signal.send(current_app._get_current_object(), **data)  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

@@ -8,6 +8,10 @@ aud (and azp), exp, iat, nonce and at_hash. Written by hand, because Authlib's c
 the key lookup (an unknown `kid` fetches the JWKS again at most once a minute; no `kid` is
 accepted only while the JWKS has one key), the caches, and the comparison of userinfo's `sub`
 with the id_token's. Every fetch goes through the "oidc" gate, so the trust policy applies.
+
+Each verification reports every check's verdict (sfconnect.hooks.id_token_checked and
+userinfo_checked), each claim judged on its own by the same Authlib and joserfc validators, so
+the trace can show which checks passed; the decision itself is CodeIDToken.validate's.
 """
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ from joserfc.errors import (
     UnsupportedAlgorithmError,
 )
 from joserfc.jwk import GuestProtocol, Key, KeySet
+from joserfc.jwt import JWTClaimsRegistry
 
+from sfconnect import hooks
 from sfconnect.errors import UpstreamError
 from sfconnect.http import TokenGate
 
@@ -191,12 +197,34 @@ class OpenIDVerifier:
                                  f"({', '.join(sorted(map(str, known)))})", repr(kid)) from None
 
     def verify_id_token(self, login_url: str, token: Mapping[str, object],
-                        nonce: str | None, *, refresh: bool = False) -> dict[str, Any]:
+                        nonce: str | None, *, refresh: bool = False,
+                        signed_in: Mapping[str, object] | None = None) -> dict[str, Any]:
         """The id_token's claims after every check; IdTokenRefused naming the one that failed.
-        A refresh's id_token (`refresh=True`) carries no nonce (Core 12.2): none is checked."""
+        A refresh's id_token (`refresh=True`) carries no nonce (Core 12.2): none is checked, and
+        its iss, aud and sub must be the sign-in's (`signed_in`, from `kept_claims`)."""
         id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise IdTokenRefused("id_token", "an id_token (the scope has openid)", "none")
+        verdicts: dict[str, str] = {}
+        try:
+            claims = self._checked_claims(login_url, id_token, token, nonce, refresh, verdicts)
+            for name in KEPT_CLAIMS if refresh and signed_in is not None else ():
+                if claims.get(name) != signed_in.get(name):
+                    verdicts[name] = "failed"
+                    raise IdTokenRefused(name, f"the sign-in's {name} {signed_in.get(name)!r}",
+                                         repr(claims.get(name)))
+        except IdTokenRefused as refused:
+            verdicts.setdefault(refused.check, "failed")
+            hooks.report(hooks.id_token_checked, id_token=id_token, refresh=refresh,
+                         verdicts=verdicts)
+            raise
+        hooks.report(hooks.id_token_checked, id_token=id_token, refresh=refresh,
+                     verdicts=verdicts)
+        return claims
+
+    def _checked_claims(self, login_url: str, id_token: str, token: Mapping[str, object],
+                        nonce: str | None, refresh: bool, verdicts: dict[str, str]
+                        ) -> dict[str, Any]:
         if not nonce and not refresh:
             raise IdTokenRefused("nonce", "a nonce sent with this sign-in", "none was kept")
         metadata = self.metadata(login_url)
@@ -209,14 +237,21 @@ class OpenIDVerifier:
         try:
             decoded = jwt.decode(id_token, resolve, algorithms=[ID_TOKEN_ALG])
         except (UnsupportedAlgorithmError, MissingAlgorithmError):
+            verdicts["signature"] = "failed"
             raise IdTokenRefused("alg", ID_TOKEN_ALG, repr(_header_alg(id_token))) from None
         except BadSignatureError:
             raise IdTokenRefused("signature", f"a valid {ID_TOKEN_ALG} signature by a published "
                                  "key", "a signature that does not verify") from None
         except InvalidKeyIdError:
+            verdicts["signature"] = "failed"
             raise IdTokenRefused("kid", "one of the published keys", "an unknown kid") from None
+        except IdTokenRefused as refused:  # the key lookup's: no key to check the signature
+            verdicts["signature"] = "failed"
+            raise refused from None
         except JoseError as error:
+            verdicts["signature"] = "failed"
             raise IdTokenRefused("format", "a signed JWT", error.error) from None
+        verdicts["signature"] = "passed"
 
         issuer = metadata["issuer"]
         claims = CodeIDToken(
@@ -224,6 +259,7 @@ class OpenIDVerifier:
             options={"iss": {"essential": True, "value": issuer},
                      "aud": {"essential": True, "value": self.client_id}},
             params={"nonce": nonce, "access_token": access_token, "client_id": self.client_id})
+        verdicts.update(claim_verdicts(claims, self.leeway_s, refresh))
         try:
             claims.validate(leeway=self.leeway_s)
         except ClaimError as error:
@@ -255,12 +291,7 @@ class OpenIDVerifier:
                                   signed_in: Mapping[str, object] | None) -> dict[str, Any]:
         """A refresh's id_token: the sign-in's checks but the nonce, then (Core 12.2) its iss,
         aud and sub must be the sign-in's id_token's (`signed_in`, from `kept_claims`)."""
-        claims = self.verify_id_token(login_url, token, None, refresh=True)
-        for name in KEPT_CLAIMS:
-            if signed_in is not None and claims.get(name) != signed_in.get(name):
-                raise IdTokenRefused(name, f"the sign-in's {name} {signed_in.get(name)!r}",
-                                     repr(claims.get(name)))
-        return claims
+        return self.verify_id_token(login_url, token, None, refresh=True, signed_in=signed_in)
 
     def check_userinfo(self, login_url: str, access_token: str, sub: str) -> dict[str, Any]:
         """userinfo for the access token; its sub must be the id_token's (Core 5.3.2)."""
@@ -274,11 +305,48 @@ class OpenIDVerifier:
         except ValueError:
             raise UpstreamError(SERVICE, "userinfo answered something unreadable") from None
         received = document.get("sub") if isinstance(document, dict) else None
+        hooks.report(hooks.userinfo_checked, verdict="passed" if received == sub else "failed")
         if received != sub:
             raise IdTokenRefused("userinfo sub", f"the id_token's sub {sub!r}",
                                  "none" if received is None else repr(received), status=502,
                                  code="userinfo_sub_mismatch")
         return document
+
+
+# The claim checks judged one by one for the trace, in the order /flow lists them.
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
+
+
+def claim_verdicts(claims: CodeIDToken, leeway_s: int, refresh: bool) -> dict[str, str]:
+    """Each claim check on its own, with the validators CodeIDToken.validate runs (joserfc's
+    registry for the registered claims, Authlib's IDToken for nonce, azp and at_hash): "passed",
+    "failed", "absent" (an optional claim not sent) or "not checked" (no nonce at a refresh).
+    For display only: the decision is CodeIDToken.validate's."""
+    registry = JWTClaimsRegistry(None, leeway_s, **claims.options)
+    checks = {
+        "iss": lambda: registry.validate_iss(claims["iss"]),
+        "aud": lambda: (registry.validate_aud(claims["aud"]), claims.validate_azp()),
+        "exp": lambda: registry.validate_exp(claims["exp"]),
+        "iat": lambda: registry.validate_iat(claims["iat"]),
+        "nonce": claims.validate_nonce,
+        "at_hash": claims.validate_at_hash,
+        "sub": lambda: registry.validate_sub(claims["sub"]),
+    }
+    verdicts = {}
+    for name, check in checks.items():
+        if name in REQUIRED_CLAIMS and claims.get(name) is None:
+            verdicts[name] = "failed"
+        elif name == "nonce" and refresh:
+            verdicts[name] = "not checked"
+        elif name == "at_hash" and "at_hash" not in claims:
+            verdicts[name] = "absent"
+        else:
+            try:
+                check()
+                verdicts[name] = "passed"
+            except ClaimError:
+                verdicts[name] = "failed"
+    return verdicts
 
 
 def unverified_part(jwt_text: str, index: int) -> object:

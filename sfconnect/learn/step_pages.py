@@ -15,7 +15,9 @@ from flask import (
 from lxml import etree
 
 from sfconnect import ext, redaction
+from sfconnect.auth import oidc
 from sfconnect.auth.connection import current_connection
+from sfconnect.auth.tokens import TokenSet
 from sfconnect.errors import NotConnected
 from sfconnect.learn import trace
 
@@ -102,6 +104,11 @@ TOKEN_PARAMS = {
 }
 TOKEN_ORDER = ("grant_type", "code", "client_id", "client_secret", "redirect_uri",
                "code_verifier")
+JWT_HEADER = {
+    "alg": "The signing algorithm: must be RS256 (the app pins it; none and HS256 are refused).",
+    "kid": "Which key of the JWKS signed it.",
+    "typ": "JWT.",
+}
 FORM_HEADERS = (
     Row("Content-Type", "application/x-www-form-urlencoded",
         "The parameters travel in the body, never in the URL (RFC 6749 §4.1.3)."),
@@ -119,9 +126,77 @@ def describe(step: Mapping[str, object]) -> StepPage:
         return _authorize_page(step_id, data)
     if kind == "token":
         return _token_page(step_id, data)
+    if kind == "jwks":
+        return _jwks_page(step_id, data)
+    if kind == "userinfo":
+        return _userinfo_page(step_id, data)
     if kind == "identity":
         return _identity_page(step_id, data)
     return _soap_page(step_id, data)
+
+
+def _openid_steps() -> int:
+    """The steps OpenID Connect adds before the identity call (the key set, userinfo)."""
+    return 2 if oidc.has_openid(ext.settings().scopes) else 0
+
+
+def _paused_tokens(data: dict) -> TokenSet:
+    stored = ext.tokens().vault.load(str(data.get("token_record") or ""))
+    if stored is None:
+        raise StaleStep()
+    return stored.tokens
+
+
+def _jwks_page(step_id: str, data: dict) -> StepPage:
+    login = str(data["login"])
+    id_token = str(data.get("id_token") or "")
+    decoded = trace.decoded_id_token(id_token) if id_token else None
+    header = decoded["header"] if decoded else {}
+    claims = decoded["claims"] if decoded else {}
+    params = [Row(f"header {name}", str(value), JWT_HEADER.get(name, ""))
+              for name, value in header.items()]
+    params += [Row(name, str(claims[name]) if name in claims else "(absent)", rule)
+               for name, rule in trace.ID_TOKEN_CHECKS if name not in ("signature",
+                                                                       "userinfo sub")]
+    return StepPage(
+        step_id=step_id, kind="jwks", number=3, title="The id_token's keys",
+        lead="The token response carried an id_token, a JWT the login host signed. Before the "
+             "app uses any token, it checks it: next it fetches the login host's discovery "
+             "document, then the key set (JWKS) it names, and verifies the RS256 signature with "
+             "the key the header's kid names; then each claim below.",
+        trace_step="id_token checks", method="GET",
+        url=f"{login}/.well-known/openid-configuration",
+        params_caption="The id_token to check (decoded, not yet verified; the nonce masked)",
+        params=params,
+        headers=[Row("Accept", "application/json", "The discovery document (OpenID Connect "
+                     "Discovery §4), then the JWKS at its jwks_uri (RFC 7517). No token is "
+                     "sent: both are public.")],
+        received_caption="What the sign-in kept for this check",
+        received=[Row("nonce", redaction.mask(str(data.get("nonce") or "")),
+                      "Sent in the authorize request and kept with the state: the id_token "
+                      "must carry the same (OpenID Connect Core §3.1.3.7, step 11)."),
+                  Row("issuer", login, "The login host the flow started at: iss must be it.")],
+        note="The app fetches the JWKS again when an unknown kid appears (at most once a "
+             "minute), so a rotated key is found; the algorithm is pinned to RS256, never read "
+             "from the token. A failed check revokes the tokens just issued: no sign-in.")
+
+
+def _userinfo_page(step_id: str, data: dict) -> StepPage:
+    tokens = _paused_tokens(data)
+    endpoint = ext.oidc().metadata(str(data["login"]))["userinfo_endpoint"]
+    bearer = redaction.mask_header("Authorization", f"Bearer {tokens.access_token}")
+    return StepPage(
+        step_id=step_id, kind="userinfo", number=4, title="The userinfo request",
+        lead="Every check of the id_token passed. Last, the app asks the userinfo endpoint who "
+             "the access token belongs to: its sub must be the id_token's, so the tokens and "
+             "the id_token are known to describe the same user (OpenID Connect Core §5.3.2).",
+        trace_step="id_token checks", method="GET", url=endpoint,
+        params_caption="Query parameters", params=[],
+        headers=[Row("Authorization", bearer, "The access token as a Bearer token "
+                     "(RFC 6750 §2.1). Masked, as in the trace."),
+                 Row("Accept", "application/json", "The claims, as JSON.")],
+        received_caption="What the id_token said",
+        received=[Row("sub", str(data.get("sub") or ""), "userinfo's sub must be this.")])
 
 
 def _authorize_page(step_id: str, data: dict) -> StepPage:
@@ -171,11 +246,7 @@ def _token_page(step_id: str, data: dict) -> StepPage:
 
 
 def _identity_page(step_id: str, data: dict) -> StepPage:
-    service = ext.tokens()
-    stored = service.vault.load(str(data.get("token_record") or ""))
-    if stored is None:
-        raise StaleStep()
-    tokens = stored.tokens
+    tokens = _paused_tokens(data)
     bearer = redaction.mask_header("Authorization", f"Bearer {tokens.access_token}")
     received = [Row("access_token", redaction.mask(tokens.access_token),
                     "The session: sent as Bearer to the identity service and as the SOAP "
@@ -192,7 +263,8 @@ def _identity_page(step_id: str, data: dict) -> StepPage:
     if tokens.scope:
         received.append(Row("scope", tokens.scope, "What was granted."))
     return StepPage(
-        step_id=step_id, kind="identity", number=3, title="The identity request",
+        step_id=step_id, kind="identity", number=3 + _openid_steps(),
+        title="The identity request",
         lead="The token response arrived and its signature checked out; the tokens are in the "
              "app's encrypted token record. Next, the app asks Salesforce's identity service who "
              "signed in and where the org serves its APIs.",
@@ -235,7 +307,7 @@ def _soap_page(step_id: str, data: dict) -> StepPage:
                           "records per batch; the rest comes through queryMore."))
     version = trace.api_version()
     return StepPage(
-        step_id=step_id, kind="soap", number=4, title="The SOAP request",
+        step_id=step_id, kind="soap", number=4 + _openid_steps(), title="The SOAP request",
         lead=f"Next, the app sends {operation}() to the partner API: this envelope, built by zeep "
              "from the partner WSDL, POSTed to the endpoint the identity service named.",
         trace_step="SOAP request", method="POST", url=endpoint,

@@ -10,6 +10,9 @@ as in the trace (sfconnect.redaction):
                                   made and kept by Authlib); Continue is
                                   GET /step/authorize?step=<id>
     token      /oauth/callback    the token request, after the state was checked
+    jwks       after the token    with openid: the discovery document and JWKS fetched for the
+                                  id_token's checks (its header and claims shown)
+    userinfo   after the checks   with openid: GET userinfo, whose sub must be the id_token's
     identity   after the token    GET on the id URL with Authorization: Bearer
     soap       GET /query         the SOAP envelope and the endpoint with {version} filled
 
@@ -27,6 +30,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TypeVar
 
 from flask import (
@@ -59,8 +63,7 @@ MODE_KEY = "step_mode"  # True while step-by-step mode is on
 RECORD_KEY = "step_record"  # the id of this browser's step record (see StepStore)
 STORE_KEY = "sfconnect.steps"  # app.extensions: the StepStore
 HANDLERS_KEY = "sfconnect.step_handlers"  # app.extensions: kind -> what its Continue does
-KINDS = ("authorize", "token", "identity", "soap")
-SIGN_IN_STEPS = 4
+KINDS = ("authorize", "token", "jwks", "userinfo", "identity", "soap")
 
 Handler = Callable[[dict], ResponseReturnValue]
 
@@ -259,7 +262,13 @@ def page(step: Mapping[str, object]) -> ResponseReturnValue:
     except (StaleStep, NotConnected):
         discard()
         raise
-    return render_template("step.html", step=described, steps=SIGN_IN_STEPS)
+    return render_template("step.html", step=described, steps=sign_in_steps())
+
+
+def sign_in_steps() -> int:
+    """How many steps a sign-in and a first query take: two more with OpenID Connect (the
+    id_token's key set, then userinfo)."""
+    return 6 if oidc.has_openid(ext.settings().scopes) else 4
 
 
 @bp.post("/step")
@@ -273,7 +282,8 @@ def step():  # noqa: ANN201
         return redirect(url_for("views.index"), code=303)
     if "continue" not in request.form:
         raise StaleStep()
-    taken = take(request.form.get("continue"), "token", "identity", "soap")
+    taken = take(request.form.get("continue"), "token", "jwks", "userinfo", "identity",
+                 "soap")
     handler = current_app.extensions.get(HANDLERS_KEY, {}).get(taken["kind"])
     if handler is None:  # pragma: no cover - every kind's module registers its handler
         raise StaleStep()
@@ -300,16 +310,74 @@ def _continue_token_request(data: dict) -> ResponseReturnValue:
                                           allow_redirects=False, **params)
     verify_signature(token, ext.settings().client_secret)
     tokens = TokenSet.from_response(token, client.login_host.url)
-    try:  # with `openid`, the id_token is checked before the tokens are kept, as in the callback
-        tokens = oauth.check_openid(client.login_host.url, token, tokens, data.get("nonce"))
-    except oidc.IdTokenRefused as refused:
-        return oauth.refuse_sign_in(tokens, refused)
-    except Exception:
-        ext.tokens().revoke_tokens(tokens)
-        raise
+    login = client.login_host.url
+    if oidc.has_openid(ext.settings().scopes):
+        # Kept in a record of their own (revoked if the sign-in is dropped) while the id_token
+        # waits for its checks at the next two steps; the connection it would replace stays.
+        id_token = token.get("id_token")
+        pause("jwks", {"login": login, "token_record": ext.tokens().vault.create(tokens),
+                       "id_token": id_token if isinstance(id_token, str) else "",
+                       "nonce": data.get("nonce")})
+        return redirect(url_for("steps.show"), code=303)
     oauth.disconnect_previous()  # the new family is stored now: the one it replaces is revoked
-    pause("identity", {"login": client.login_host.url,
-                       "token_record": ext.tokens().vault.create(tokens)})
+    pause("identity", {"login": login, "token_record": ext.tokens().vault.create(tokens)})
+    return redirect(url_for("steps.show"), code=303)
+
+
+def _paused_tokens(data: dict) -> tuple[str, TokenSet]:
+    """The token record a paused sign-in keeps, and its tokens; StaleStep when it is gone."""
+    record_id = str(data.get("token_record") or "")
+    stored = ext.tokens().vault.load(record_id)
+    if stored is None:
+        raise StaleStep()
+    return record_id, stored.tokens
+
+
+def _refuse(record_id: str, tokens: TokenSet, refused: oidc.IdTokenRefused
+            ) -> ResponseReturnValue:
+    """A failed check at a paused sign-in: its tokens revoked, its record gone, the page."""
+    page = oauth.refuse_sign_in(tokens, refused)
+    ext.tokens().vault.delete(record_id)
+    return page
+
+
+def _continue_jwks(data: dict) -> ResponseReturnValue:
+    """Step-by-step mode with openid, Continue on the key set: fetch the discovery document and
+    the JWKS, check the id_token, and pause again before userinfo."""
+    record_id, tokens = _paused_tokens(data)
+    login = str(data["login"])
+    token = {"id_token": data.get("id_token"), "access_token": tokens.access_token}
+    try:
+        claims = ext.oidc().verify_id_token(login, token, data.get("nonce"))
+    except oidc.IdTokenRefused as refused:
+        return _refuse(record_id, tokens, refused)
+    except Exception:
+        ext.tokens().disconnect(record_id)
+        raise
+    pause("userinfo", {"login": login, "token_record": record_id, "sub": claims["sub"],
+                       "id_claims": oidc.kept_claims(claims)})
+    return redirect(url_for("steps.show"), code=303)
+
+
+def _continue_userinfo(data: dict) -> ResponseReturnValue:
+    """Step-by-step mode with openid, Continue on userinfo: its sub must be the id_token's; then
+    the tokens are kept with the sign-in's iss, aud and sub, and the identity call is next."""
+    record_id, tokens = _paused_tokens(data)
+    login = str(data["login"])
+    service = ext.tokens()
+    try:
+        ext.oidc().check_userinfo(login, tokens.access_token, str(data["sub"]))
+    except oidc.IdTokenRefused as refused:
+        return _refuse(record_id, tokens, refused)
+    except Exception:
+        service.disconnect(record_id)
+        raise
+    stored = service.vault.load(record_id)
+    if stored is None:
+        raise StaleStep()
+    service.vault.replace(record_id, stored.version,
+                          replace(stored.tokens, id_claims=dict(data["id_claims"])))
+    pause("identity", {"login": login, "token_record": record_id})
     return redirect(url_for("steps.show"), code=303)
 
 
@@ -386,6 +454,8 @@ def init_app(app: Flask, settings: Settings) -> StepStore:
     hooks.signing_out.connect(_on_signing_out, app)
     hooks.signed_out.connect(_on_signed_out, app)
     on_continue(app, "token", _continue_token_request)
+    on_continue(app, "jwks", _continue_jwks)
+    on_continue(app, "userinfo", _continue_userinfo)
     on_continue(app, "identity", _continue_identity_request)
     on_continue(app, "soap", _continue_soap)
     app.register_error_handler(StaleStep, on_stale_step)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 import time
 import weakref
@@ -290,7 +289,7 @@ MASKED_CLAIMS = ("nonce", "at_hash", "c_hash", "s_hash", "sid")
 ID_TOKEN_CHECKS = (
     ("signature", "RS256, by a key of the login host's JWKS (the kid names it)"),
     ("iss", "the login host (its discovery document's issuer)"),
-    ("aud", "contains this app's client_id"),
+    ("aud", "contains this app's client_id (and azp is it, when there are several)"),
     ("exp", f"later than now ({oidc.LEEWAY_S} s leeway)"),
     ("iat", f"no later than now ({oidc.LEEWAY_S} s leeway)"),
     ("nonce", "the nonce sent with this sign-in (none at a refresh)"),
@@ -298,9 +297,6 @@ ID_TOKEN_CHECKS = (
     ("sub", "present; at a refresh, the sign-in's iss, aud and sub again"),
     ("userinfo sub", "userinfo's sub is the id_token's (at sign-in)"),
 )
-_REFUSED_CHECK_RE = re.compile(r"check &#39;([^&]{1,40})&#39; failed|check '([^']{1,40})' failed")
-
-
 def decoded_id_token(id_token: str) -> dict | None:
     """An id_token's header and claims for display, read without any verification (the app
     verifies it elsewhere); token-like claim values masked, the signature by its length only."""
@@ -319,41 +315,54 @@ def decoded_id_token(id_token: str) -> dict | None:
             "signature": f"[signature, {len(parts[2])} characters, not shown]"}
 
 
-def _id_token_checks(entry: dict, token: Mapping[str, object]) -> list[dict]:
-    """The token response's id_token decoded onto its entry, and an entry for its checks (whose
-    verdict `_after` reads from how the request ended)."""
-    decoded = decoded_id_token(str(token["id_token"]))
-    if decoded is None:
-        return []
-    entry["id_token"] = decoded
-    claims = decoded["claims"]
-    checks = [(check, rule, "" if check in ("signature", "userinfo sub")
-               else json.dumps(claims.get(check)) if check in claims else "(absent)")
-              for check, rule in ID_TOKEN_CHECKS]
-    return [_entry("id_token checks", http=False, method="", url=str(claims.get("iss", "")),
-                   id_checks=checks, id_verdict=None,
-                   refresh=entry["step"] == "expired session and refresh",
-                   note="The app checked the id_token before using the tokens.")]
+def _on_id_token_checked(_app: Flask, id_token: str, refresh: bool,
+                         verdicts: Mapping[str, str]) -> None:
+    """The core checked an id_token: an entry with each check, its rule, the value in the token
+    and its verdict (the core's own, sfconnect.hooks.id_token_checked)."""
+    if not has_request_context():
+        return
+    decoded = decoded_id_token(id_token)
+    claims = decoded["claims"] if decoded else {}
+    rules = dict(ID_TOKEN_CHECKS)
+    # The core's checks in /flow's order, then any other it reported (alg, kid, nbf...).
+    names = [*rules, *(name for name in verdicts if name not in rules)]
+    failed = [name for name, verdict in verdicts.items() if verdict == "failed"]
+    # userinfo is asked after the id_token's checks pass, at sign-in only.
+    pending = "checked next" if not refresh and not failed else "not checked"
+    rows = [[name, rules.get(name, "as the error names it"),
+             "" if name in ("signature", "userinfo sub", "alg", "kid")
+             else json.dumps(claims.get(name)) if name in claims else "(absent)",
+             verdicts.get(name) or (pending if name == "userinfo sub" else "not checked")]
+            for name in names]
+    _buffer(create=True).append(_entry(
+        "id_token checks", http=False, method="", url=str(claims.get("iss", "")),
+        id_checks=rows, id_verdict="refused" if failed else "passed", refresh=refresh,
+        note=(f"Refused: the check '{failed[0]}' failed; the tokens were revoked." if failed
+              else "Every check of the id_token passed." + (
+                  "" if refresh else " Next, userinfo's sub must be the id_token's."))))
 
 
-def _settle_id_token_checks(entries: list[dict], response: Response) -> None:
-    """Each id_token checks entry of this request gets its verdict: refused when the page is an
-    error or the tokens were revoked after it, passed when the flow went on."""
-    for index, entry in enumerate(entries):
-        if entry["step"] != "id_token checks" or entry.get("id_verdict") is not None:
-            continue
-        revoked = any(later["step"] == "revoke" for later in entries[index + 1:])
-        failed = None
-        if response.status_code >= 400 and not response.is_streamed:
-            found = _REFUSED_CHECK_RE.search(response.get_data(as_text=True))
-            failed = next((name for name in found.groups() if name), None) if found else None
-        if response.status_code >= 400 or (revoked and entry.get("refresh")):
-            entry["id_verdict"] = "refused"
-            entry["note"] = (f"Refused: the check '{failed}' failed" if failed else
-                             "Refused: a check failed") + "; the tokens were revoked."
-        else:
-            entry["id_verdict"] = "passed"
-            entry["note"] = "Every check passed: the app went on with these tokens."
+def _on_userinfo_checked(_app: Flask, verdict: str) -> None:
+    """userinfo's sub was compared with the id_token's: the verdict goes on this request's
+    id_token checks entry (or, in step-by-step mode, where userinfo is its own step, an entry)."""
+    if not has_request_context():
+        return
+    entries = _buffer(create=True)
+    checks = next((e for e in reversed(entries) if e["step"] == "id_token checks"), None)
+    if checks is None:
+        checks = _entry("id_token checks", http=False, method="", url="", refresh=False,
+                        id_checks=[["userinfo sub", dict(ID_TOKEN_CHECKS)["userinfo sub"], "",
+                                    verdict]], id_verdict="passed")
+        entries.append(checks)
+    for row in checks["id_checks"]:
+        if row[0] == "userinfo sub":
+            row[3] = verdict
+    if verdict == "failed":
+        checks["id_verdict"] = "refused"
+        checks["note"] = ("Refused: userinfo's sub is not the id_token's; the tokens were "
+                          "revoked.")
+    else:
+        checks["note"] = "Every check passed: the app went on with these tokens."
 
 
 def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
@@ -380,7 +389,7 @@ def _followers(entry: dict, response: requests.Response | None) -> list[dict]:
             followers.append(_entry("signature check", http=False, method="",
                                     url=str(token.get("id", "")), note=verdict))
         if isinstance(token.get("id_token"), str):
-            followers += _id_token_checks(entry, token)
+            entry["id_token"] = decoded_id_token(token["id_token"])
         return followers
     if entry["response_step"] == "identity response":
         try:
@@ -469,7 +478,6 @@ def _after(response: Response) -> Response:
                         time_ms=round((time.time() - callback["started"]) * 1000, 1),
                         response_headers=redaction.mask_headers(
                             [(k, v) for k, v in response.headers.items() if k == "Location"]))
-    _settle_id_token_checks(entries, response)
     # Connect's redirect, or in step-by-step mode the authorize step's Continue.
     redirects_to_salesforce = request.endpoint in ("oauth.login", "steps.authorize")
     if redirects_to_salesforce and response.status_code in (302, 303):
@@ -551,6 +559,8 @@ def init_app(app: Flask, settings: Settings) -> TraceStore:
     app.teardown_request(_teardown)
     observe_exchanges(observe)
     hooks.checkpoint.connect(_on_checkpoint, app)
+    hooks.id_token_checked.connect(_on_id_token_checked, app)
+    hooks.userinfo_checked.connect(_on_userinfo_checked, app)
     return store
 
 

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from sfconnect.learn.diagram import ROWS
 from tests.helpers.browser import assert_accessible
 from tests.helpers.flow import sign_in
-from tests.helpers.oidc import start_openid_app
+from tests.helpers.oidc import set_spoiler, start_openid_app
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -128,3 +128,44 @@ def test_setup_and_flows_openid_sections_are_accessible_in_a_browser(page, start
     page.goto(running.url + "/flows")
     expect(page.get_by_role("heading", name="The id_token and the identity URL")).to_be_visible()
     assert_accessible(page)
+
+
+def check_verdicts(flow_html: str) -> list[dict[str, str]]:
+    """Each id_token checks entry of /flow: check -> the result its row shows."""
+    flow = lxml.html.fromstring(flow_html)
+    return [{row.get("data-check"): row.xpath("string(td[last()])")
+             for row in table.xpath(".//tr[contains(@class,'id-check')]")}
+            for table in flow.xpath("//table[contains(@class,'id-token-checks')]")]
+
+
+def test_flow_shows_every_id_token_check_passed_by_name(start_app, fresh_org):
+    running = start_openid_app(start_app, fresh_org)
+    http = requests.Session()
+    assert sign_in(http, running.url).response.url == running.url + "/"
+    [verdicts] = check_verdicts(http.get(f"{running.url}/flow").text)
+    assert verdicts == {"signature": "passed", "iss": "passed", "aud": "passed",
+                        "exp": "passed", "iat": "passed", "nonce": "passed",
+                        "at_hash": "passed", "sub": "passed", "userinfo sub": "passed"}
+
+
+@pytest.mark.parametrize(("spoiler", "failed", "passed", "unchecked"), [
+    ("issuer-mismatch", {"iss"}, {"signature", "aud", "exp", "nonce", "sub"}, {"userinfo sub"}),
+    ("expired", {"exp"}, {"signature", "iss", "aud", "iat", "nonce", "sub"}, {"userinfo sub"}),
+    ("nonce", {"nonce"}, {"signature", "iss", "aud", "exp", "sub"}, {"userinfo sub"}),
+    ("no-iat", {"iat"}, {"signature", "iss", "aud", "exp"}, {"userinfo sub"}),
+    ("bad-sig", {"signature"}, set(), {"iss", "aud", "exp", "nonce", "userinfo sub"}),
+    ("userinfo-bad-sub", {"userinfo sub"}, {"signature", "iss", "aud", "exp", "nonce", "sub"},
+     set()),
+])
+def test_flow_shows_each_checks_own_verdict_when_one_fails(start_app, fresh_org, spoiler,
+                                                            failed, passed, unchecked):
+    """Each claim is judged on its own (the same validators), so /flow says which passed and
+    which failed; a bad signature leaves the claims unchecked, and userinfo is not asked."""
+    running = start_openid_app(start_app, fresh_org)
+    set_spoiler(fresh_org, spoiler)
+    http = requests.Session()
+    assert sign_in(http, running.url).response.status_code in (400, 502)
+    [verdicts] = check_verdicts(http.get(f"{running.url}/flow").text)
+    assert {name for name, verdict in verdicts.items() if verdict == "failed"} == failed, verdicts
+    assert all(verdicts[name] == "passed" for name in passed), verdicts
+    assert all(verdicts[name] in ("not checked", "checked next") for name in unchecked), verdicts

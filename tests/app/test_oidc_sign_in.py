@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 from collections import deque
+from urllib.parse import urljoin
 
 import lxml.html
 import pytest
 import requests
 
 from sfconnect.http import observe_exchanges
-from tests.helpers.flow import sign_in, start_login
+from tests.helpers.flow import sign_in, sign_in_at, start_login
 from tests.helpers.oidc import page_text, set_spoiler, start_openid_app
 from tests.helpers.org import counters
 
@@ -157,16 +158,14 @@ def test_an_unknown_kid_fetches_the_key_set_again_at_most_once_per_interval(
     assert sent.count(keys_url) == 2, "a second unknown kid fetched the key set again"
 
 
-@pytest.mark.parametrize("spoiler", [None, "nonce"])
-def test_step_by_step_sign_in_checks_the_id_token_too(start_app, fresh_org, spoiler):
-    """In step-by-step mode the token request runs at its Continue: the id_token is checked there,
-    before the tokens are kept (the nonce travels with the paused step)."""
-    from urllib.parse import urljoin
+def _continue(http: requests.Session, url: str, page: requests.Response) -> requests.Response:
+    """Press the step page's Continue form."""
+    form = lxml.html.fromstring(page.text).xpath("//form[@class='continue-form']")[0]
+    return http.post(urljoin(url + "/", form.action), data=dict(form.form_values()))
 
-    from tests.helpers.flow import sign_in_at
 
-    running = start_openid_app(start_app, fresh_org)
-    set_spoiler(fresh_org, spoiler)
+def _step_mode_to_token_step(running) -> tuple[requests.Session, requests.Response]:
+    """Step-by-step mode on, Connect, Continue to the local org, sign in: the token step."""
     url, http = running.url, requests.Session()
     home = lxml.html.fromstring(http.get(url + "/").text)
     form = home.xpath("//form[contains(@class,'step-switch-form')]")[0]
@@ -174,21 +173,62 @@ def test_step_by_step_sign_in_checks_the_id_token_too(start_app, fresh_org, spoi
     login = lxml.html.fromstring(http.get(url + "/login").text)
     go = http.get(urljoin(url, login.xpath("//a[@id='continue']/@href")[0]),
                   allow_redirects=False)
-    token_page = sign_in_at(http, go.headers["Location"])
-    form = lxml.html.fromstring(token_page.text).xpath("//form[@class='continue-form']")[0]
+    return http, sign_in_at(http, go.headers["Location"])
+
+
+def test_step_by_step_pauses_before_the_key_set_and_before_userinfo(start_app, fresh_org, sent):
+    """With openid, step-by-step mode shows two more steps: the key set (discovery and JWKS,
+    with the id_token decoded and the nonce kept) and userinfo; nothing of either is fetched
+    before its Continue. The tokens are kept with the sign-in's claims only after both."""
+    running = start_openid_app(start_app, fresh_org)
+    url = running.url
+    http, token_page = _step_mode_to_token_step(running)
+    assert "step 2 of 6" in page_text(token_page)
+    sent.clear()
+    jwks_page = _continue(http, url, token_page)
+    assert "step-jwks" in jwks_page.text and "step 3 of 6" in page_text(jwks_page)
+    text = page_text(jwks_page)
+    assert f"{fresh_org.url}/.well-known/openid-configuration" in text
+    assert "header alg RS256" in text and "nonce" in text
+    assert not any("openid-configuration" in u or "/id/keys" in u for u in sent), list(sent)
+
+    userinfo_page = _continue(http, url, jwks_page)
+    assert "step-userinfo" in userinfo_page.text and "step 4 of 6" in page_text(userinfo_page)
+    assert any(u.endswith("/id/keys") for u in sent), "the key set was fetched at its Continue"
+    assert not any("userinfo" in u for u in sent), "userinfo waits for its own Continue"
+    assert f"{fresh_org.url}/services/oauth2/userinfo" in page_text(userinfo_page)
+
+    identity_page = _continue(http, url, userinfo_page)
+    assert "step-identity" in identity_page.text and "step 5 of 6" in page_text(identity_page)
+    assert any("userinfo" in u for u in sent)
+    vault = running.app.extensions["sfconnect.tokens"].vault
+    kept = [stored.tokens.id_claims for stored in map(vault.load, _record_ids(vault))]
+    assert [claims["aud"] for claims in kept if claims] == [running.client.client_id]
+    home = _continue(http, url, identity_page)
+    assert "admin@devorg.local" in home.text
+
+
+@pytest.mark.parametrize(("spoiler", "step"), [("nonce", "jwks"),
+                                                ("userinfo-bad-sub", "userinfo")])
+def test_step_by_step_refuses_a_spoiled_sign_in_at_its_check(start_app, fresh_org, spoiler,
+                                                              step):
+    """A spoiled id_token is refused at the key set's Continue, a spoiled userinfo at its own:
+    the tokens are revoked and nobody is signed in."""
+    running = start_openid_app(start_app, fresh_org)
+    set_spoiler(fresh_org, spoiler)
+    http, page = _step_mode_to_token_step(running)
+    page = _continue(http, running.url, page)  # the token request
+    if step == "userinfo":
+        page = _continue(http, running.url, page)  # the key set: the id_token is fine
+        assert "step-userinfo" in page.text, page_text(page)
     revoked = counters(fresh_org).get("revoke", 0)
-    after = http.post(urljoin(url + "/", form.action), data=dict(form.form_values()))
-    if spoiler is None:
-        assert "step-identity" in after.text, page_text(after)  # on to the identity step
-        assert counters(fresh_org).get("revoke", 0) == revoked
-        # The sign-in's iss, aud and sub are kept with the tokens, for a refresh to compare.
-        vault = running.app.extensions["sfconnect.tokens"].vault
-        kept = [stored.tokens.id_claims for stored in map(vault.load, _record_ids(vault))]
-        assert [claims["aud"] for claims in kept if claims] == [running.client.client_id]
-    else:
-        assert after.status_code == 400 and "check 'nonce' failed" in page_text(after)
-        assert counters(fresh_org).get("revoke", 0) > revoked
-        assert "admin@devorg.local" not in http.get(url + "/").text
+    after = _continue(http, running.url, page)
+    assert after.status_code in (400, 502)
+    assert f"check '{SPOILED_CHECKS[spoiler]}' failed" in page_text(after)
+    assert counters(fresh_org).get("revoke", 0) > revoked
+    assert "admin@devorg.local" not in http.get(running.url + "/").text
+    vault = running.app.extensions["sfconnect.tokens"].vault
+    assert _record_ids(vault) == [], "the paused sign-in's token record is gone"
 
 
 def _record_ids(vault) -> list[str]:
