@@ -20,16 +20,16 @@ from flask_wtf.csrf import CSRFProtect
 
 from sfconnect import ext
 from sfconnect.auth import oauth as oauth_flow
-from sfconnect.auth.connection import current_connection
+from sfconnect.auth.connection import active_connection
 from sfconnect.auth.oidc import OpenIDVerifier
 from sfconnect.auth.tokens import TokenService, TokenVault
-from sfconnect.auth.trust import TrustPolicy
+from sfconnect.auth.trust import MY_DOMAIN_SUFFIXES, TrustPolicy
 from sfconnect.errors import error_page, json_error
 from sfconnect.http import token_gate
 from sfconnect.redaction import install_log_redaction
 from sfconnect.settings import ConfigError, Settings, load_settings
 from sfconnect.store import Backend, StoreUnavailable
-from sfconnect.web import crosssite, exports, views
+from sfconnect.web import crosssite, exports, orgs, views
 
 __all__ = ["ConfigError", "Settings", "create_app", "load_settings"]
 
@@ -101,6 +101,7 @@ def create_app(settings: Mapping[str, object] | None = None) -> Flask:
     ))
     views.init_app(app)
     exports.init_app(app)
+    orgs.init_app(app)
     if config.learning:
         # Only here: the learning features watch the core through sfconnect.hooks and the
         # outbound-exchange observers; the core never imports them.
@@ -186,15 +187,18 @@ def _store_unavailable(error: Exception):  # noqa: ANN202
 
 
 def _page_context() -> dict[str, object]:
-    """What every page shows in its header: the app's name and who is connected."""
+    """What every page shows in its header: the app's name and who is connected (the active
+    connection; a page made for another one says so itself)."""
     settings = ext.settings()
-    return {"connection": current_connection(), "login_hosts": settings.login_hosts,
+    return {"connection": active_connection(), "login_hosts": settings.login_hosts,
             "learning": settings.learning}
 
 
 def _security_headers(config: Settings) -> Callable[[Response], Response]:
-    # Forms may lead to the login hosts: the Connect form redirects there.
-    form_targets = " ".join(sorted({host.url for host in config.login_hosts}))
+    # Forms may lead to the login hosts: the Connect form redirects there (a My Domain typed by
+    # the user is under Salesforce's My Domain domains, checked before the redirect).
+    form_targets = " ".join([*sorted({host.url for host in config.login_hosts}),
+                             *(f"https://*.{suffix}" for suffix in MY_DOMAIN_SUFFIXES)])
     policy = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
               f"form-action 'self' {form_targets}")

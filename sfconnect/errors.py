@@ -36,6 +36,14 @@ class NotConnected(Exception):
     """The browser has no Salesforce session with this app (or it could not be refreshed)."""
 
 
+class UnknownConnection(NotConnected):
+    """A link names a connection (`org=<key>`) this browser session no longer has."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no connection {key!r} in this browser session")
+        self.key = key
+
+
 class GateRefused(Exception):
     """The outbound gate refused a request that carries a token (see sfconnect.http)."""
 

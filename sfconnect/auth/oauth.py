@@ -7,16 +7,23 @@ code_verifier. Authlib builds a fresh `OAuth2Session` (a requests.Session) for e
 (`_OutboundOAuth2Session`) hands every prepared request to the app's outbound "oauth" session from
 `sfconnect.http`, so token, refresh and revoke requests travel like every other outbound request.
 
-A browser session holds at most one token family alive: a new sign-in revokes the one it replaces,
-logout revokes it, and it ends with the session (a request notes the session's use on its token
-record; `expiry.ExpirySweeper` revokes the records of sessions that ended).
+A browser session holds up to MAX_CONNECTIONS token families alive, one per user and org
+(sfconnect.auth.connection): connecting the same user of the same org again revokes the one it
+replaces, a sixth revokes the one used longest ago, logout revokes them all, and they end with the
+session (a request notes the session's use on its token records; `expiry.ExpirySweeper` revokes
+the records of sessions that ended). `/login?login=<key>` starts at a configured login host,
+`/login?my_domain=<url>` at a My Domain the user typed (only under Salesforce's own domains).
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -38,14 +45,17 @@ from flask import (
 from sfconnect import ext, hooks
 from sfconnect.auth import identity, oidc
 from sfconnect.auth.connection import (
-    SESSION_KEY,
+    MAX_CONNECTIONS,
     Connection,
-    current_connection,
+    all_connections,
+    is_sandbox,
+    keep_connection,
+    update_connection,
     with_session_tokens,
 )
 from sfconnect.auth.expiry import ExpirySweeper
 from sfconnect.auth.tokens import TokenSet, verify_signature
-from sfconnect.auth.trust import TrustPolicy
+from sfconnect.auth.trust import TrustPolicy, my_domain_origin
 from sfconnect.errors import UpstreamError, error_page
 from sfconnect.http import TokenGate, token_gate
 from sfconnect.settings import LoginHost, Settings
@@ -59,6 +69,8 @@ MAX_SOQL = 100_000
 MAX_CALLBACK_PARAM = 4096
 # When this browser session last noted its use on its token record (epoch seconds).
 TOUCHED_KEY = "sf_touched_at"
+# The My Domains this session started a sign-in at (their clients are made on demand).
+MY_DOMAINS_KEY = "sf_my_domains"
 # Salesforce's answers to revoking a token that is already invalid (e.g. an access token whose
 # refresh token was revoked just before): the token is dead, which is what revoking wants.
 ALREADY_INVALID = ("invalid_token", "unsupported_token_type")
@@ -100,31 +112,54 @@ class SalesforceOAuth:
         self.http = http
         self.registry = OAuth(app)
         self.clients: dict[str, SalesforceLogin] = {}
+        self._lock = threading.Lock()
         for host in settings.login_hosts:
-            self.clients[host.key] = self.registry.register(
-                name=f"sf_{host.key}",
-                client_cls=SalesforceLogin,
-                login_host=host,
-                client_id=settings.client_id,
-                client_secret=settings.client_secret,
-                authorize_url=f"{host.url}/services/oauth2/authorize",
-                access_token_url=f"{host.url}/services/oauth2/token",
-                # scope goes on the authorize request only; a refresh keeps the granted scope.
-                authorize_params={"scope": settings.scopes},
-                client_kwargs={
-                    "code_challenge_method": "S256",
-                    "token_endpoint_auth_method": "client_secret_post",
-                    "outbound": http,
-                },
-            )
+            self._register(host)
+
+    def _register(self, host: LoginHost) -> SalesforceLogin:
+        with self._lock:
+            if host.key not in self.clients:
+                self.clients[host.key] = self.registry.register(
+                    name=f"sf_{host.key}",
+                    client_cls=SalesforceLogin,
+                    login_host=host,
+                    client_id=self.settings.client_id,
+                    client_secret=self.settings.client_secret,
+                    authorize_url=f"{host.url}/services/oauth2/authorize",
+                    access_token_url=f"{host.url}/services/oauth2/token",
+                    # scope goes on the authorize request only; a refresh keeps the granted scope.
+                    authorize_params={"scope": self.settings.scopes},
+                    client_kwargs={
+                        "code_challenge_method": "S256",
+                        "token_endpoint_auth_method": "client_secret_post",
+                        "outbound": self.http,
+                    },
+                )
+            return self.clients[host.key]
+
+    def my_domain_client(self, typed: str) -> SalesforceLogin:
+        """The client of a My Domain a user typed (made once per process, the same on every
+        instance); ValueError saying why the domain is refused (trust.my_domain_origin)."""
+        origin = my_domain_origin(typed)
+        digest = hashlib.sha256(origin.encode()).hexdigest()[:10]
+        host = urlsplit(origin).hostname
+        return self._register(LoginHost(key=f"md{digest}", label=f"My Domain ({host})",
+                                        url=origin))
 
     def client_for_url(self, login_url: str) -> SalesforceLogin | None:
-        """The client of a login host, by its URL."""
-        return next((c for c in self.clients.values() if c.login_host.url == login_url), None)
+        """The client of a login host, by its URL (a My Domain's is made again if needed: the
+        callback or a refresh may reach another instance than the sign-in)."""
+        found = next((c for c in self.clients.values() if c.login_host.url == login_url), None)
+        if found is None:
+            with contextlib.suppress(ValueError):
+                found = self.my_domain_client(login_url)
+        return found if found is not None and found.login_host.url == login_url else None
 
     def pending(self, state: str) -> SalesforceLogin | None:
         """The client whose authorization request issued `state` in this session, if any."""
-        for client in self.clients.values():
+        for url in session.get(MY_DOMAINS_KEY) or ():
+            self.client_for_url(str(url))  # a My Domain's client, on whichever instance this is
+        for client in list(self.clients.values()):
             if client.framework.get_state_data(session, state) is not None:
                 return client
         return None
@@ -193,15 +228,16 @@ def _note_connection_in_use() -> None:
     """Each request extends the browser session; its token record's life is extended with it (one
     store write every few minutes per session), so the expiry sweep never ends a live session's
     token, and ends a dead session's."""
-    connection = current_connection()
-    if connection is None:
+    connections = all_connections()
+    if not connections:
         return
     vault = ext.tokens().vault
     now = time.time()
     touched = session.get(TOUCHED_KEY)
     if isinstance(touched, int | float) and 0 <= now - touched < vault.touch_every_s:
         return
-    vault.touch(connection.token_record)
+    for connection in connections:
+        vault.touch(connection.token_record)
     session[TOUCHED_KEY] = now
 
 
@@ -231,13 +267,26 @@ def login():  # noqa: ANN201
     """Start the web server flow at the chosen login host: Authlib makes the authorize URL and
     keeps its state and PKCE verifier in the session; the browser goes there (unless a pause hook,
     step-by-step mode, shows the URL first)."""
-    host = ext.settings().login_host(_single("login"))
-    if host is None:
-        abort(400, description="That login host is not one this app is configured for.")
+    typed = _single("my_domain")
+    if typed:
+        try:
+            client = ext.oauth().my_domain_client(typed)
+        except ValueError as why:
+            # Refused before any redirect: the client secret would go to that host's token URL.
+            return error_page(400, "INVALID_MY_DOMAIN", f"The My Domain {typed[:200]!r} was "
+                              f"refused: {why}. Type your org's My Domain, e.g. "
+                              "https://yourcompany.my.salesforce.com.", "My Domain refused")
+        domains = [url for url in session.get(MY_DOMAINS_KEY) or () if url !=
+                   client.login_host.url]
+        session[MY_DOMAINS_KEY] = [client.login_host.url, *domains][:MAX_CONNECTIONS]
+    else:
+        host = ext.settings().login_host(_single("login"))
+        if host is None:
+            abort(400, description="That login host is not one this app is configured for.")
+        client = ext.oauth().clients[host.key]
     soql = _single("q")
     if soql and len(soql) <= MAX_SOQL:
         session["pending_soql"] = soql  # shown again in the form once connected
-    client = ext.oauth().clients[host.key]
     # What Authlib's authorize_redirect does, with a pause point before the redirect. With
     # `openid` in the scope Authlib adds a random `nonce`, kept with the state for the callback.
     redirect_uri = ext.settings().redirect_uri
@@ -319,18 +368,25 @@ def refuse_sign_in(tokens: TokenSet, refused: oidc.IdTokenRefused):  # noqa: ANN
 def signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa: ANN202
                record_id: str | None = None):
     """Keep who signed in with their token record (stored now unless `record_id` holds it
-    already); back home with a new session id. The connection it replaces is revoked first."""
+    already) as the active connection; back home with a new session id. A connection of the same
+    user in the same org is replaced, and past MAX_CONNECTIONS the one used longest ago is
+    dropped: both have their tokens revoked."""
     service = ext.tokens()
-    disconnect_previous(keep=record_id)
     if record_id is None:
         record_id = service.vault.create(tokens)
     else:
         service.vault.touch(record_id)  # its life counts from the sign-in, as a new record's
-    session[SESSION_KEY] = Connection(
+    connection = Connection(
         token_record=record_id, user_id=who.user_id, organization_id=who.organization_id,
         username=who.username, display_name=who.display_name, partner_url=who.partner_url,
         login_url=login_url, instance_url=tokens.instance_url, urls=who.urls,
-    ).to_session()
+        is_sandbox=is_sandbox(login_url, tokens.instance_url))
+    for displaced in keep_connection(connection):
+        if displaced.key != connection.key:
+            flash(f"This browser keeps at most {MAX_CONNECTIONS} connections: "
+                  f"{displaced.username} at {displaced.org_label}, used longest ago, was "
+                  "disconnected and its tokens revoked.", "info")
+        revoke_connection(displaced)
     session[TOUCHED_KEY] = time.time()
     soql = session.pop("pending_soql", None)
     # A new session id at sign-in: an id planted before it (session fixation) is now worthless.
@@ -338,16 +394,15 @@ def signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa:
     return redirect(url_for("views.index", q=soql) if soql else url_for("views.index"))
 
 
-def disconnect_previous(keep: str | None = None) -> None:
-    """Revoke the connection this browser session holds (unless its record is `keep`): a new
-    sign-in replaces it, and a replaced token family must not stay alive."""
-    previous = Connection.from_session(session.pop(SESSION_KEY, None))
-    if previous is None or previous.token_record == keep:
-        return
-    if not ext.tokens().disconnect(previous.token_record):
-        flash("Salesforce could not be reached to revoke the token of your previous sign-in. It "
-              "will expire on its own; you can also revoke it in Salesforce (Settings → Connected "
-              "Apps OAuth Usage).", "warning")
+def revoke_connection(connection: Connection) -> bool:
+    """Revoke a connection's tokens and forget its record (the caller has dropped it from the
+    session); a warning when Salesforce could not be reached. False then."""
+    if ext.tokens().disconnect(connection.token_record):
+        return True
+    flash(f"Salesforce could not be reached to revoke the token of {connection.username} at "
+          f"{connection.org_label}. It will expire on its own; you can also revoke it in "
+          "Salesforce (Settings → Connected Apps OAuth Usage).", "warning")
+    return False
 
 
 @bp.post("/identity/refresh")
@@ -362,17 +417,15 @@ def refresh_identity():  # noqa: ANN201
         connection, identity.fetch_identity(http, tokens)))
     if (who.user_id, who.organization_id) != (connection.user_id, connection.organization_id):
         # The record's token belongs to someone else: nothing about this session can be trusted,
-        # and that token is revoked, not left alive.
-        ext.tokens().disconnect(connection.token_record)
+        # and every token it holds is revoked, not left alive.
+        for each in all_connections():
+            ext.tokens().disconnect(each.token_record)
         session.clear()
         abort(409, description="The identity service answered for another user than the one "
               "signed in here; you were signed out. Connect again.")
-    session[SESSION_KEY] = Connection(
-        token_record=connection.token_record, user_id=who.user_id,
-        organization_id=who.organization_id, username=who.username,
-        display_name=who.display_name, partner_url=who.partner_url,
-        login_url=connection.login_url, instance_url=connection.instance_url, urls=who.urls,
-    ).to_session()
+    update_connection(replace(
+        connection, username=who.username, display_name=who.display_name,
+        partner_url=who.partner_url, urls=who.urls))
     flash(f"Salesforce confirmed who you are: {who.display_name} ({who.username}).", "info")
     return redirect(url_for("views.index"))
 
@@ -383,17 +436,17 @@ def _refuse(message: str):  # noqa: ANN202
 
 @bp.post("/logout")
 def logout():  # noqa: ANN201
-    """Revoke the token at Salesforce and clear the server-side session (CSRF-protected)."""
-    connection = current_connection()
-    revoked = True
-    if connection is not None:
-        revoked = ext.tokens().disconnect(connection.token_record)
+    """Revoke every connection's tokens at Salesforce and clear the server-side session
+    (CSRF-protected)."""
+    connections = all_connections()
+    revoked = all([ext.tokens().disconnect(c.token_record) for c in connections])
     app = current_app._get_current_object()
     hooks.signing_out.send(app)  # step-by-step mode drops a sign-in paused after its exchange
     session.clear()
-    if connection is not None:
+    if connections:
         if revoked:
-            flash("You are signed out, and the app's Salesforce token was revoked.", "info")
+            flash("You are signed out, and the app's Salesforce token"
+                  + ("s were" if len(connections) > 1 else " was") + " revoked.", "info")
         else:
             flash("You are signed out here, but Salesforce could not be reached to revoke the "
                   "token. It will expire on its own; you can also revoke it in Salesforce "

@@ -94,6 +94,33 @@ def target_of(url: str) -> Target:
     return Target(scheme, host, port)
 
 
+# Where a My Domain typed by a user may be: the client secret goes to its token endpoint, so only
+# Salesforce's own My Domain suffixes (sandbox, developer, scratch and setup domains are under
+# them: acme--dev.sandbox.my.salesforce.com, acme.develop.my.salesforce.com ...).
+MY_DOMAIN_SUFFIXES = ("my.salesforce.com", "my.salesforce-setup.com", "my.salesforce.mil",
+                      "my.sfcrmproducts.cn")
+
+
+def my_domain_origin(text: str) -> str:
+    """The origin of a My Domain URL a user typed (`https://acme.my.salesforce.com`, a trailing
+    slash allowed); ValueError saying why when it is not https on 443 under MY_DOMAIN_SUFFIXES."""
+    url = text.strip()
+    url = url if "://" in url else f"https://{url}"  # people type the domain alone
+    url = url[:-1] if url.endswith("/") else url
+    try:
+        target = target_of(url)
+    except UntrustedHost:
+        raise ValueError("it is not a well-formed https URL of a host") from None
+    if _ORIGIN.match(url).end() != len(url):  # type: ignore[union-attr]
+        raise ValueError("it must be the domain alone, without a path, query or fragment")
+    if target.scheme != "https" or target.port != 443:
+        raise ValueError("it must be https on the standard port")
+    if not any(target.host.endswith("." + suffix) for suffix in MY_DOMAIN_SUFFIXES):
+        raise ValueError("it is not under Salesforce's My Domain domains ("
+                         + ", ".join(f"*.{suffix}" for suffix in MY_DOMAIN_SUFFIXES) + ")")
+    return f"https://{target.host}"
+
+
 def listed_host(entry: str) -> tuple[str, int]:
     """An SF_TRUSTED_HOSTS entry as (host or .domain, port); ValueError when it is not one."""
     match = _LISTED.match(entry.lower())

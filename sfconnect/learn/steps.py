@@ -319,7 +319,6 @@ def _continue_token_request(data: dict) -> ResponseReturnValue:
                        "id_token": id_token if isinstance(id_token, str) else "",
                        "nonce": data.get("nonce")})
         return redirect(url_for("steps.show"), code=303)
-    oauth.disconnect_previous()  # the new family is stored now: the one it replaces is revoked
     pause("identity", {"login": login, "token_record": ext.tokens().vault.create(tokens)})
     return redirect(url_for("steps.show"), code=303)
 

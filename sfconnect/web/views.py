@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from time import perf_counter
 
 from authlib.integrations.base_client import OAuthError
@@ -25,7 +26,15 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from sfconnect import ext, hooks
-from sfconnect.auth.connection import Connection, call_with_session, connected, current_connection
+from sfconnect.auth.connection import (
+    ORG_PARAM,
+    Connection,
+    active_connection,
+    call_with_session,
+    connected,
+    connection_named,
+    current_connection,
+)
 from sfconnect.auth.oauth import MAX_SOQL
 from sfconnect.errors import (
     GateRefused,
@@ -74,13 +83,24 @@ def _url_args(soql: str) -> dict[str, object]:
 
 
 def _query_url(options: workbench.RecentQuery, **extra: object) -> str:
-    """The URL of the results page for `options` (plus a locator and start, when paging)."""
+    """The URL of the results page for `options` (plus a locator and start, when paging), naming
+    the connection it is for (`org`): a link made for one org stays on it after a switch."""
     args = _url_args(options.soql)
     if options.include_deleted:
         args["all"] = "1"
     if options.batch_size != workbench.DEFAULT_BATCH_SIZE:
         args["batch"] = options.batch_size
+    if options.org:
+        args[ORG_PARAM] = options.org
     return url_for("views.query", **args, **extra)
+
+
+def _history_url(entry: workbench.RecentQuery) -> str:
+    """A recent query runs again on the connection it ran on while this browser still has it,
+    else on the active one."""
+    if entry.org and connection_named(entry.org) is None:
+        entry = replace(entry, org=None)
+    return _query_url(entry)
 
 
 def _form_context(options: workbench.RecentQuery) -> dict[str, object]:
@@ -89,13 +109,22 @@ def _form_context(options: workbench.RecentQuery) -> dict[str, object]:
     return {"soql": options.soql, "include_deleted": options.include_deleted,
             "batch_size": options.batch_size, "batch_choices": workbench.BATCH_SIZE_CHOICES,
             "examples": workbench.EXAMPLE_QUERIES,
-            "history": [(entry, _query_url(entry)) for entry in recent]}
+            "history": [(entry, _history_url(entry)) for entry in recent]}
+
+
+def _for_connection(options: workbench.RecentQuery) -> workbench.RecentQuery:
+    """`options` with the connection this request is for (see _query_url)."""
+    connection = current_connection()
+    if connection is None:
+        return options
+    return replace(options, org=connection.key, org_label=f"{connection.username} at "
+                   f"{connection.org_label}")
 
 
 @bp.get("/")
 def index():  # noqa: ANN201
     """Not connected: the Connect button. Connected: who you are and the SOQL form."""
-    connection = current_connection()
+    connection = active_connection()
     soql = _single("q") or ""
     if connection is None:
         soql = soql if len(soql) <= MAX_SOQL else ""
@@ -114,8 +143,9 @@ def submit_query():  # noqa: ANN201
     soql = (request.form.get("q") or "").strip()
     if not soql:
         return redirect(url_for("views.index"))
-    options = workbench.RecentQuery(soql, workbench.flag(request.form.get("all")),
-                                    workbench.batch_size(request.form.get("batch")))
+    options = _for_connection(workbench.RecentQuery(
+        soql, workbench.flag(request.form.get("all")),
+        workbench.batch_size(request.form.get("batch"))))
     if len(soql) > MAX_SOQL:
         # Refused here, and the whole query stays in the form for the user to shorten.
         fault = SalesforceFault("MALFORMED_QUERY", f"The query is {len(soql):,} characters long;"
@@ -134,7 +164,7 @@ def query():  # noqa: ANN201
     leaves the server). A locator that expired or was used up answers with a page that offers to
     run the query again.
     """
-    options = _options()
+    options = _for_connection(_options())
     soql = options.soql
     if not soql:
         return redirect(url_for("views.index"))
@@ -173,7 +203,7 @@ def query():  # noqa: ANN201
     next_url = None
     if not batch.done and batch.query_locator:
         next_url = _query_url(options, locator=batch.query_locator, start=start + shown)
-    export_args = _url_args(soql)
+    export_args = {**_url_args(soql), ORG_PARAM: options.org}
     if options.include_deleted:
         export_args["all"] = "1"
     if options.batch_size != workbench.DEFAULT_BATCH_SIZE:
@@ -183,7 +213,7 @@ def query():  # noqa: ANN201
         start=start, elapsed_ms=elapsed_ms, next_url=next_url,
         next_count=min(batch.size - start - shown, options.batch_size),
         rerun_url=_query_url(options) if locator else None,
-        exports=export_args if _has_exports() else None,
+        exports=export_args if _has_exports() else None, results_org=options.org_label,
     ))
     # A parsed 2,000-record reply is tens of thousands of libxml2 nodes: freeing them costs
     # milliseconds. Held until the page has been sent, the reply is freed while nobody waits.

@@ -76,22 +76,29 @@ def url_args(soql: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class RecentQuery:
-    """One query of the session's history, with the options it ran with."""
+    """One query of the session's history, with the options it ran with and the connection it
+    ran on (its key and a label, so the history says where even after a disconnect)."""
 
     soql: str
     include_deleted: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
+    org: str | None = None
+    org_label: str | None = None
 
     def to_session(self) -> dict[str, object]:
         """The history entry as stored in the session."""
-        return {"q": self.soql, "all": self.include_deleted, "batch": self.batch_size}
+        return {"q": self.soql, "all": self.include_deleted, "batch": self.batch_size,
+                "org": self.org, "org_label": self.org_label}
 
     @classmethod
     def from_session(cls, value: object) -> RecentQuery | None:
         """Read one stored entry; None when malformed."""
         if not isinstance(value, Mapping) or not isinstance(value.get("q"), str):
             return None
-        return cls(value["q"], bool(value.get("all")), batch_size(str(value.get("batch", ""))))
+        org, label = value.get("org"), value.get("org_label")
+        return cls(value["q"], bool(value.get("all")), batch_size(str(value.get("batch", ""))),
+                   org if isinstance(org, str) else None,
+                   label if isinstance(label, str) else None)
 
 
 def history(stored: object) -> list[RecentQuery]:
@@ -105,7 +112,8 @@ def history(stored: object) -> list[RecentQuery]:
 def remember(stored: object, query: RecentQuery) -> list[dict[str, object]]:
     """The history with `query` first: a query run again moves to the top, at most 20 kept."""
     kept = [entry for entry in history(stored)
-            if (entry.soql, entry.include_deleted) != (query.soql, query.include_deleted)]
+            if (entry.soql, entry.include_deleted, entry.org)
+            != (query.soql, query.include_deleted, query.org)]
     return [entry.to_session() for entry in [query, *kept][:HISTORY_LENGTH]]
 
 

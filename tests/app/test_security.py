@@ -11,8 +11,15 @@ import pytest
 import redis
 import requests
 
-from tests.helpers.flow import logout_csrf, sign_in, sign_in_at, start_login, token_set
-from tests.helpers.org import counters
+from tests.helpers.flow import (
+    forget_org_login,
+    logout_csrf,
+    sign_in,
+    sign_in_at,
+    start_login,
+    token_set,
+)
+from tests.helpers.org import ZOE, counters
 
 SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact LIMIT 20"
 
@@ -153,6 +160,10 @@ def _post_forms(response: requests.Response) -> list[tuple[str, dict[str, str]]]
 def test_every_state_changing_form_carries_a_csrf_token_and_needs_it(connect_to, local_org):
     running, http = connect_to(local_org)
     url = running.url
+    # A second connection (another user), so that the header offers a switch.
+    forget_org_login(http)
+    assert sign_in(http, url, user=ZOE).response.status_code == 200
+    assert "Switch to" in http.get(url + "/").text
     pages = [
         http.get(url + "/"),
         http.get(f"{url}/query", params={"q": SOQL}),
@@ -161,6 +172,7 @@ def test_every_state_changing_form_carries_a_csrf_token_and_needs_it(connect_to,
         http.get(f"{url}/query", params={"q": SOQL}, headers={"Sec-Fetch-Site": "cross-site"}),
         http.get(url + "/no-such-page"),
         http.get(url + "/oauth/callback"),
+        http.get(url + "/orgs"),
         requests.get(url + "/"),
     ]
     forms = [form for page in pages for form in _post_forms(page)]
@@ -170,9 +182,12 @@ def test_every_state_changing_form_carries_a_csrf_token_and_needs_it(connect_to,
         assert fields.get("csrf_token"), f"the form posting to {action} has no csrf_token"
 
     # Every route of the app that accepts a state-changing method is one of these forms.
+    routes = running.app.url_map.bind("localhost")
     changing = {rule.rule for rule in running.app.url_map.iter_rules()
                 if set(rule.methods or ()) & {"POST", "PUT", "PATCH", "DELETE"}}
-    assert changing <= actions, changing - actions
+    posted = {routes.match(action, method="POST", return_rule=True)[0].rule
+              for action in actions}
+    assert changing <= posted, changing - posted
 
     before = token_set(running, http)
     # A real token, but another browser's: it is bound to that browser's session.

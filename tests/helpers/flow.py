@@ -69,6 +69,13 @@ def sign_in_at(http: requests.Session, authorize_url: str, user: tuple[str, str]
     return page
 
 
+def forget_org_login(http: requests.Session) -> None:
+    """Drop the local org's own sign-in cookie, so that its next authorize asks who signs in
+    (the org remembers a signed-in user, as Salesforce does)."""
+    for cookie in [c for c in http.cookies if c.name == "devorg_session"]:
+        http.cookies.clear(cookie.domain, cookie.path, cookie.name)
+
+
 def sign_in(http: requests.Session, app_url: str, user: tuple[str, str] = ADMIN,
             action: str = "allow", **params) -> SignIn:
     """The whole web server flow, from GET /login to the app's landing page."""
