@@ -74,6 +74,13 @@ def _demo_jwt_key() -> tuple[str, str]:
     return path, certificate
 
 
+def local_org_demo(local: dict, org: object) -> dict:
+    """What the app may know of the local org it runs against (app.config's
+    SFCONNECT_LOCAL_ORG_DEMO: `flask sf token` signs in with it, /local-org shows it)."""
+    return {"username": DEMO_USER[0], "password": DEMO_USER[1], "login_url": local["SF_LOGIN_URL"],
+            "users": [(user.username, user.password) for user in org.config.users]}
+
+
 def create_app():  # noqa: ANN201 - a Flask app
     """The factory the flask CLI finds (`FLASK_APP=app flask sf token ...`): the configured org,
     or with no SF_CLIENT_ID the local org on a free port, with demo credentials for every flow."""
@@ -87,8 +94,7 @@ def create_app():  # noqa: ANN201 - a Flask app
         admin = org.data.user_by_username(DEMO_USER[0])
         issued = org.tokens.issue(local["SF_CLIENT_ID"], admin["Id"], "api refresh_token",
                                   with_refresh=True)
-        demo = {"username": DEMO_USER[0], "password": DEMO_USER[1],
-                "refresh_token": issued.refresh_token, "login_url": local["SF_LOGIN_URL"]}
+        demo = {**local_org_demo(local, org), "refresh_token": issued.refresh_token}
     app = sfconnect.create_app(settings)
     app.config["SFCONNECT_LOCAL_ORG_DEMO"] = demo
     return app
@@ -107,11 +113,15 @@ def main() -> None:
 
     load_dotenv()
     settings: dict[str, str] = {}
+    demo = None
     if not os.environ.get("SF_CLIENT_ID"):
         redirect_uri = raw_settings()["SF_REDIRECT_URI"]
-        settings.update(start_local_org(redirect_uri, port=args.org_port))
+        local, org = _start_local_org(redirect_uri, "127.0.0.1", args.org_port, quiet=False)
+        settings.update(local)
         settings.setdefault("ENV", os.environ.get("ENV", "development"))
+        demo = local_org_demo(local, org)
     app = sfconnect.create_app(settings)
+    app.config["SFCONNECT_LOCAL_ORG_DEMO"] = demo
     print(f"sfconnect: open http://localhost:{args.port}/")
     app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
 

@@ -28,7 +28,7 @@ from sfconnect.auth.tokens import TokenSet
 from sfconnect.auth.trust import SALESFORCE_DOMAINS, is_loopback
 from sfconnect.errors import NotConnected, SalesforceFault
 from sfconnect.http import token_gate
-from sfconnect.learn import diagram, har, trace, trace_store
+from sfconnect.learn import diagram, har, own_code, trace, trace_store
 from sfconnect.salesforce import rest
 from sfconnect.settings import Settings
 
@@ -119,6 +119,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     from sfconnect.learn.cli import sf
 
     trace.init_app(app, settings)
+    own_code.init_app(app)  # Copy as, the starter, /local-org
     # /compare's REST calls: one session for all users, like the other outbound sessions.
     ext.register(app, "rest_http", token_gate("rest", ext.tokens(app).trust,
                                               settings.http_timeouts))

@@ -3,6 +3,8 @@ session file after a whole flow), security headers on every kind of response, a 
 sign-in, and a CSRF token on every form that changes state."""
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -11,6 +13,7 @@ import pytest
 import redis
 import requests
 
+from app import local_org_demo
 from tests.helpers.flow import (
     forget_org_login,
     logout_csrf,
@@ -19,6 +22,7 @@ from tests.helpers.flow import (
     start_login,
     token_set,
 )
+from tests.helpers.learn import leaks
 from tests.helpers.org import ZOE, counters
 
 SOQL = "SELECT Id, FirstName, LastName, Account.Name FROM Contact LIMIT 20"
@@ -58,7 +62,8 @@ def test_no_token_or_secret_at_rest_after_a_whole_flow(connect_to, fresh_org, re
                 second.refresh_token, running.client.client_secret}
     # The last query's trace entries are stored once its page has been sent; /flow waits for
     # them, so the stores below hold everything the flow left.
-    assert http.get(f"{running.url}/flow").status_code == 200
+    flow = http.get(f"{running.url}/flow")
+    assert flow.status_code == 200 and "copy-as-code" in flow.text  # with Copy as
 
     if store == "redis":
         stored = _redis_dump(redis_server.url, tmp_path / "redis")
@@ -75,6 +80,17 @@ def test_no_token_or_secret_at_rest_after_a_whole_flow(connect_to, fresh_org, re
         assert secret.encode() not in stored, "a token or the client secret is stored in clear"
         # Nor in any other encoding a store might use.
         assert secret.encode("utf-16-le") not in stored
+    # Nor in the code the app writes from the trace: /flow's Copy as, the starter's files, and
+    # /local-org, which shows the local org's demo client secret (documented), and no other.
+    running.app.config["SFCONNECT_LOCAL_ORG_DEMO"] = local_org_demo(
+        {"SF_LOGIN_URL": fresh_org.url}, fresh_org.state)
+    with zipfile.ZipFile(io.BytesIO(http.get(f"{running.url}/flow/starter.zip").content)) as zip_:
+        starter = "".join(zip_.read(name).decode() for name in zip_.namelist())
+    local_org = http.get(f"{running.url}/local-org").text
+    assert running.client.client_secret in local_org
+    for name, text in (("/flow", flow.text), ("starter.zip", starter),
+                       ("/local-org", local_org.replace(running.client.client_secret, ""))):
+        assert leaks(text, secrets_) == [], name
 
 
 def _assert_security_headers(response: requests.Response) -> None:

@@ -97,3 +97,11 @@ def steps_of(page: requests.Response) -> list[str]:
         text = text.split(".", 1)[1].strip()  # "3. callback → ..." -> "callback → ..."
         names.append(text.split("→")[0].strip())
     return names
+
+
+def as_local_org(running) -> None:  # noqa: ANN001 - a RunningApp
+    """Mark the app as app.py marks it when it started the local org itself."""
+    from app import local_org_demo
+
+    running.app.config["SFCONNECT_LOCAL_ORG_DEMO"] = local_org_demo(
+        {"SF_LOGIN_URL": running.org.url}, running.org.state)
