@@ -32,6 +32,10 @@ SESSION_LIFETIME = "28800"
 SF_HTTP_TIMEOUT = "30"
 # "off" runs the core alone: no trace, no step-by-step mode, no /flow /flows /compare /setup.
 SF_LEARNING = "on"
+# KB of the session store one browser session's flow trace may take: its entries are compressed,
+# then past this the bodies of the oldest are shortened to 2 KB, then the oldest dropped. 0: no
+# budget (each entry keeps up to 64 KB of a body, the last 100 entries are kept).
+TRACE_BUDGET_KB = "384"
 # `flask sf token --flow jwt`: the private key (PEM) that signs the assertion, and its user.
 SF_JWT_KEY_FILE = ""
 SF_USERNAME = ""

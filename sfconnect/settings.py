@@ -33,7 +33,7 @@ SETTING_NAMES = (
     "ENV", "SECRET_KEY", "SF_LOGIN_URL", "SF_LOGIN_HOSTS", "SF_CLIENT_ID", "SF_CLIENT_SECRET",
     "SF_REDIRECT_URI", "SF_SCOPES", "SF_API_VERSION", "SF_PARTNER_WSDL", "SF_TRUSTED_HOSTS",
     "SF_TOKEN_KEY", "SESSION_TYPE", "SESSION_FILE_DIR", "REDIS_URL", "SESSION_LIFETIME",
-    "SF_HTTP_TIMEOUT", "SF_JWT_KEY_FILE", "SF_USERNAME", "SF_LEARNING",
+    "SF_HTTP_TIMEOUT", "SF_JWT_KEY_FILE", "SF_USERNAME", "SF_LEARNING", "TRACE_BUDGET_KB",
 )
 # The well-known login hosts, and what the Connect button calls them.
 PRODUCTION_HOST = "login.salesforce.com"
@@ -86,6 +86,7 @@ class Settings:
     jwt_key_file: str | None  # `flask sf token --flow jwt`: the signing key (PEM)
     username: str | None  # ... and the user it signs in as
     learning: bool  # the learning features (sfconnect.learn) are wired in
+    trace_budget_kb: int  # KB of the store a browser session's flow trace may take; 0: no limit
     secret_key_generated: bool
 
     @property
@@ -214,6 +215,7 @@ def load_settings(overrides: Mapping[str, object] | None = None,
         jwt_key_file=raw["SF_JWT_KEY_FILE"] or None,
         username=raw["SF_USERNAME"] or None,
         learning=_switch("SF_LEARNING", raw["SF_LEARNING"]),
+        trace_budget_kb=_trace_budget_kb(raw["TRACE_BUDGET_KB"]),
     )
 
 
@@ -329,6 +331,13 @@ def _http_timeout(value: str) -> float:
         raise ConfigError("SF_HTTP_TIMEOUT", f"must be a number of seconds between 0 and 300, "
                           f"not {value!r}")
     return seconds
+
+
+def _trace_budget_kb(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) > 1024 * 1024:
+        raise ConfigError("TRACE_BUDGET_KB", f"must be a whole number of KB up to 1048576 (0: no "
+                          f"budget), not {value!r}")
+    return int(value)
 
 
 def _switch(variable: str, value: str) -> bool:

@@ -12,8 +12,9 @@ endpoint chosen from the identity).
 
 The trace lives server-side next to the token records, in the same kind of store (a file per trace,
 or a Redis hash), encrypted with the token key because it holds the user's records; the session
-keeps only its random id. It keeps the last 100 entries and is deleted at logout
-(sfconnect.learn.trace_store).
+keeps only its random id. It keeps the last 100 entries, compressed and within a byte budget
+(TRACE_BUDGET_KB: past it the oldest bodies are shortened, then the oldest entries dropped), and is
+deleted at logout (sfconnect.learn.trace_store).
 
 A little over 400 lines because a quarter of it is teaching text: what each step of the flow is
 for and the rule it follows (STEPS), which /flow shows beside each exchange.
@@ -36,7 +37,7 @@ from sfconnect import ext, hooks, redaction
 from sfconnect.auth import oidc
 from sfconnect.auth.tokens import SignatureMismatch, verify_signature
 from sfconnect.http import observe_exchanges
-from sfconnect.learn.trace_store import TraceStore
+from sfconnect.learn.trace_store import CompressedRecords, TraceStore
 from sfconnect.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -449,6 +450,7 @@ def store_of(app: Flask) -> TraceStore:
 def current_trace() -> dict:
     """The trace of this browser session, with the entries of this request at the end."""
     document = store_of(current_app).load(session.get(SESSION_KEY))
+    g.trace_budget_note = document["budget_note"]  # for /flow's note (`_budget_context`)
     return {**document, "entries": [*document["entries"], *pending()]}
 
 
@@ -551,9 +553,12 @@ def _teardown(_error: BaseException | None) -> None:
 def init_app(app: Flask, settings: Settings) -> TraceStore:
     """Keep traces next to the token records (Redis or files) and record every exchange."""
     backend = ext.backend(app)
-    store = TraceStore(backend.sealed("traces"), backend.sealed("trace-entries"),
-                       prepare=_mask_bodies)
+    # Entries compressed before they are encrypted, within the session's budget.
+    entries = CompressedRecords(backend.records("trace-entries"), settings.token_key)
+    store = TraceStore(backend.sealed("traces"), entries, prepare=_mask_bodies,
+                       budget=settings.trace_budget_kb * 1024)
     app.extensions["sfconnect.trace"] = store
+    app.context_processor(_budget_context)
     app.before_request(_before)
     app.after_request(_after)
     app.teardown_request(_teardown)
@@ -566,6 +571,11 @@ def init_app(app: Flask, settings: Settings) -> TraceStore:
 
 def _on_checkpoint(_app: Flask) -> None:
     flush()
+
+
+def _budget_context() -> dict:
+    # What the trace's budget shortened and dropped, once a page has read the trace.
+    return {"trace_budget_note": g.get("trace_budget_note")}
 
 
 def params_of(entry: Mapping[str, object]) -> list[tuple[str, str]]:
