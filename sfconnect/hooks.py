@@ -7,6 +7,8 @@ them. With nothing attached (the learning features off) every hook is a no-op.
   code_verifier) and "soap" (target, operation, argument, batch_size).
 - `bulk(note)`: the outbound exchanges made inside it, in this thread, are repeats of one kind
   (an export's queryMore batches); an observer may keep them short (`bulk_note()`).
+- `acting_for(key, label)`: the outbound exchanges made inside it, in this thread, use that
+  connection's tokens (`acting()`), so an observer can label them with it.
 - Signals (blinker, as Flask's own): `signing_out` before logout clears the session and
   `signed_out` after it; `checkpoint` when a worker thread of a streamed response has made
   exchanges that should be kept now (the response may end before the worker's context does);
@@ -38,6 +40,8 @@ userinfo_checked = _signals.signal("userinfo-checked")
 
 _BULK: contextvars.ContextVar[str | None] = contextvars.ContextVar("sfconnect_bulk",
                                                                     default=None)
+_ACTING: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "sfconnect_acting", default=None)
 
 
 def install_pause(app: Flask, hook: PauseHook) -> None:
@@ -70,3 +74,18 @@ def bulk(note: str) -> Iterator[None]:
 def bulk_note() -> str | None:
     """Why the current exchanges are bulk repeats, or None when they are not."""
     return _BULK.get()
+
+
+@contextlib.contextmanager
+def acting_for(key: str, label: str) -> Iterator[None]:
+    """Mark the exchanges made inside (in this thread) as made with connection `key`."""
+    token = _ACTING.set((key, label))
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
+
+
+def acting() -> tuple[str, str] | None:
+    """(key, label) of the connection whose tokens the current exchanges use, or None."""
+    return _ACTING.get()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from flask import has_request_context, redirect, request, session, url_for
 
-from sfconnect import ext
+from sfconnect import ext, hooks
 from sfconnect.errors import NotConnected, UnknownConnection
 
 if TYPE_CHECKING:
@@ -56,6 +56,11 @@ class Connection:
     def key(self) -> str:
         """The connection's name in URLs and forms: the same user of the same org, the same key."""
         return connection_key(self.organization_id, self.user_id)
+
+    @property
+    def label(self) -> str:
+        """Who at which org, as a person reads it."""
+        return f"{self.username} at {self.org_label}"
 
     @property
     def org_label(self) -> str:
@@ -225,7 +230,8 @@ def _as_browser_user(run: Callable[[TokenService, Connection], T]) -> T:
         raise NotConnected()
     note_use(connection)
     try:
-        return run(ext.tokens(), connection)
+        with hooks.acting_for(connection.key, connection.label):
+            return run(ext.tokens(), connection)
     except NotConnected:
         forget_connection(connection.key)  # this one only: the others are not disturbed
         raise

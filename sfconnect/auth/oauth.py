@@ -397,7 +397,9 @@ def signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa:
 def revoke_connection(connection: Connection) -> bool:
     """Revoke a connection's tokens and forget its record (the caller has dropped it from the
     session); a warning when Salesforce could not be reached. False then."""
-    if ext.tokens().disconnect(connection.token_record):
+    with hooks.acting_for(connection.key, connection.label):
+        revoked = ext.tokens().disconnect(connection.token_record)
+    if revoked:
         return True
     flash(f"Salesforce could not be reached to revoke the token of {connection.username} at "
           f"{connection.org_label}. It will expire on its own; you can also revoke it in "
@@ -439,7 +441,10 @@ def logout():  # noqa: ANN201
     """Revoke every connection's tokens at Salesforce and clear the server-side session
     (CSRF-protected)."""
     connections = all_connections()
-    revoked = all([ext.tokens().disconnect(c.token_record) for c in connections])
+    revoked = True
+    for connection in connections:
+        with hooks.acting_for(connection.key, connection.label):
+            revoked = ext.tokens().disconnect(connection.token_record) and revoked
     app = current_app._get_current_object()
     hooks.signing_out.send(app)  # step-by-step mode drops a sign-in paused after its exchange
     session.clear()

@@ -139,8 +139,12 @@ def _no_store(response: Response) -> Response:
 def flow():  # noqa: ANN201
     """The current browser session's exchanges, in order, with the sequence diagram."""
     document = trace.current_trace()
-    entries = document["entries"]
+    # Several orgs at once: ?org=<key> shows the exchanges made with that connection only.
+    connections = trace.connections_in(document["entries"])
+    shown_org = request.args.get("org") or None
+    entries = trace.entries_of(document["entries"], shown_org)
     return render_template("flow.html", entries=entries, dropped=document.get("dropped", 0),
+                           trace_connections=connections, shown_org=shown_org,
                            limit=trace_store.LIMIT, explain=trace.explanation,
                            params_of=trace.params_of, svg=Markup(diagram.render_svg(entries)))  # noqa: S704 - built from escaped parts
 

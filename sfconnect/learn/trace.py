@@ -35,6 +35,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request,
 
 from sfconnect import ext, hooks, redaction
 from sfconnect.auth import oidc
+from sfconnect.auth.connection import active_connection
 from sfconnect.auth.tokens import SignatureMismatch, verify_signature
 from sfconnect.http import observe_exchanges
 from sfconnect.learn.trace_store import CompressedRecords, TraceStore
@@ -424,7 +425,11 @@ def observe(purpose: str, request: requests.PreparedRequest, response: requests.
     # still gets an entry with its request, status, size and time, and the note says why.
     entry = exchange_entry(purpose, request, response, started, elapsed, error,
                            summary=hooks.bulk_note(), mask_later=True)
-    _buffer(create=True).extend([entry, *_followers(entry, response)])
+    followers = _followers(entry, response)
+    acting = hooks.acting()  # the connection whose tokens it used (several orgs at once)
+    for each in (entry, *followers) if acting else ():
+        each.update(connection=acting[0], connection_label=acting[1])
+    _buffer(create=True).extend([entry, *followers])
 
 
 def pending(create: bool = False) -> list[dict]:
@@ -458,6 +463,8 @@ def current_trace() -> dict:
 
 def _before() -> None:
     g.trace_id_at_start = session.get(SESSION_KEY)
+    active = active_connection()
+    g.trace_active_record = active.token_record if active else None
     if request.endpoint != "oauth.callback":
         return
     settings = ext.settings()
@@ -480,6 +487,13 @@ def _after(response: Response) -> Response:
                         time_ms=round((time.time() - callback["started"]) * 1000, 1),
                         response_headers=redaction.mask_headers(
                             [(k, v) for k, v in response.headers.items() if k == "Location"]))
+    signed_in = active_connection()
+    if signed_in is not None and signed_in.token_record != g.get("trace_active_record"):
+        # A sign-in finished in this request: who signed in is known only now, and the
+        # exchanges that made the connection (code, id_token, identity) are its own.
+        for entry in entries:
+            entry.setdefault("connection", signed_in.key)
+            entry.setdefault("connection_label", signed_in.label)
     # Connect's redirect, or in step-by-step mode the authorize step's Continue.
     redirects_to_salesforce = request.endpoint in ("oauth.login", "steps.authorize")
     if redirects_to_salesforce and response.status_code in (302, 303):
@@ -499,6 +513,22 @@ def _after(response: Response) -> Response:
     else:
         _store_after_sending(store, response)
     return response
+
+
+def entries_of(entries: list[dict], connection: str | None) -> list[dict]:
+    """The entries made with one connection (all of them when `connection` is None)."""
+    if not connection:
+        return entries
+    return [entry for entry in entries if entry.get("connection") == connection]
+
+
+def connections_in(entries: list[dict]) -> list[tuple[str, str]]:
+    """(key, label) of each connection the entries name, in the order they first appear."""
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if entry.get("connection"):
+            seen.setdefault(str(entry["connection"]), str(entry.get("connection_label") or ""))
+    return list(seen.items())
 
 
 def _store_after_sending(store: TraceStore, response: Response) -> None:

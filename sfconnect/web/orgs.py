@@ -52,7 +52,7 @@ def activate_org(key: str):  # noqa: ANN201
     chosen = activate(key)
     if chosen is None:
         raise UnknownConnection(key)
-    flash(f"Now using {chosen.username} at {chosen.org_label}.", "info")
+    flash(f"Now using {chosen.label}.", "info")
     return redirect(_back(), code=303)
 
 
@@ -63,7 +63,7 @@ def disconnect_org(key: str):  # noqa: ANN201
     if dropped is None:
         raise UnknownConnection(key)
     if revoke_connection(dropped):
-        flash(f"Disconnected {dropped.username} at {dropped.org_label}; its tokens were "
+        flash(f"Disconnected {dropped.label}; its tokens were "
               "revoked.", "info")
     return redirect(_back(), code=303)
 

@@ -117,8 +117,7 @@ def _for_connection(options: workbench.RecentQuery) -> workbench.RecentQuery:
     connection = current_connection()
     if connection is None:
         return options
-    return replace(options, org=connection.key, org_label=f"{connection.username} at "
-                   f"{connection.org_label}")
+    return replace(options, org=connection.key, org_label=connection.label)
 
 
 @bp.get("/")

@@ -252,3 +252,37 @@ def test_another_user_of_the_same_org_is_added_not_replaced(start_app, local_org
     forget_org_login(http)
     assert sign_in(http, running.url, user=ZOE).response.url == running.url + "/"
     assert [c["username"] for c in orgs_json(running, http)] == [ZOE[0], ADMIN[0]]
+
+
+def test_the_trace_labels_each_exchange_with_its_connection_and_filters_by_it(two_orgs):
+    running, first, second = two_orgs
+    http = connect_both(running)
+    listed = orgs_json(running, http)
+    second_key, first_key = listed[0]["key"], listed[1]["key"]
+    assert record_count(running, http) == 37
+    assert record_count(running, http, org=first_key) == first.state.config.contact_count
+
+    def labelled(params: dict | None = None) -> list[tuple[str, str, str]]:
+        page = lxml.html.fromstring(http.get(f"{running.url}/flow", params=params).text)
+        return [(" ".join(item.xpath("string(.//h2[@class='trace-step'])").split()),
+                 item.xpath("string(.//*[contains(@class,'trace-connection')]/@data-org)"),
+                 item.xpath("string(.//code[@class='trace-url'])"))
+                for item in page.xpath("//li[contains(@class,'trace-entry')]")]
+
+    everything = labelled()
+    soap = [(org, url) for step, org, url in everything if "SOAP request" in step]
+    assert (second_key, True) in {(org, url.startswith(second.url)) for org, url in soap}
+    assert (first_key, True) in {(org, url.startswith(first.url)) for org, url in soap}
+    assert all(url.startswith(first.url if org == first_key else second.url)
+               for org, url in soap)
+    # Each sign-in's own exchanges (its token request, its identity call) are its connection's.
+    tokens = [(org, url) for step, org, url in everything if "token request" in step]
+    assert {org for org, _ in tokens} == {first_key, second_key}
+    assert all(url.startswith(first.url if org == first_key else second.url)
+               for org, url in tokens)
+
+    only_first = labelled({"org": first_key})
+    assert only_first and {org for _, org, _ in only_first} == {first_key}
+    # Its exchanges went to its org (or are the browser's own requests to the app).
+    assert all(url.startswith((first.url, running.url)) or not url.startswith("http")
+               for _, _, url in only_first), only_first
