@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
+from sfconnect.learn.trace import BODY_LIMIT
+
 HAR_VERSION = "1.2"
 
 
@@ -37,9 +39,15 @@ def _request(entry: Mapping) -> dict:
         if "urlencoded" in mime:
             post["params"] = _pairs(parse_qsl(body, keep_blank_values=True))
         if entry.get("request_truncated"):
-            post["comment"] = "truncated to the first 64 KB"
+            post["comment"] = f"truncated to the first {_kept_kb(entry)} KB"
         request["postData"] = post
     return request
+
+
+def _kept_kb(entry: Mapping) -> int:
+    """How much of a cut body the entry kept: 64 KB, or less once the trace's budget shortened
+    it (`shortened_to`, in characters)."""
+    return int(entry.get("shortened_to") or BODY_LIMIT) // 1024
 
 
 def _response(entry: Mapping) -> dict:
@@ -49,7 +57,8 @@ def _response(entry: Mapping) -> dict:
                      "mimeType": entry.get("response_mime") or "x-unknown",
                      "text": body or ""}
     if entry.get("response_truncated"):
-        content["comment"] = "truncated to the first 64 KB; size is the whole body's"
+        content["comment"] = (f"truncated to the first {_kept_kb(entry)} KB; size is the whole "
+                              "body's")
     location = next((h["value"] for h in headers if h["name"].lower() == "location"), "")
     return {
         "status": int(entry.get("status") or 0),
