@@ -88,7 +88,10 @@ class Suggestions {
   }
 
   describe(name) {
-    const url = name ? `${this.baseUrl}/${encodeURIComponent(name)}` : this.baseUrl;
+    // The base URL may name a connection (?org=<key>): the object's name goes in the path.
+    const target = new URL(this.baseUrl, window.location.href);
+    if (name) target.pathname += `/${encodeURIComponent(name)}`;
+    const url = target.pathname + target.search;
     if (!this.cache.has(url)) {
       this.cache.set(url, fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}})
         .then((response) => (response.ok ? response.json() : null))

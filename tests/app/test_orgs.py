@@ -286,3 +286,21 @@ def test_the_trace_labels_each_exchange_with_its_connection_and_filters_by_it(tw
     # Its exchanges went to its org (or are the browser's own requests to the app).
     assert all(url.startswith((first.url, running.url)) or not url.startswith("http")
                for _, _, url in only_first), only_first
+
+
+def test_a_page_made_for_one_org_keeps_its_form_and_suggestions_on_it(two_orgs):
+    running, first, _second = two_orgs
+    http = connect_both(running)
+    first_key = orgs_json(running, http)[1]["key"]  # not the active one
+    page = lxml.html.fromstring(http.get(f"{running.url}/query",
+                                         params={"q": CONTACTS, "org": first_key}).text)
+    form = page.xpath("//form[@id='soql-form']")[0]
+    assert parse_qs(urlsplit(form.get("data-describe-url")).query)["org"] == [first_key]
+    described = http.get(urljoin(running.url + "/", form.get("data-describe-url")))
+    assert described.status_code == 200 and described.json()["sobjects"]
+    fields = dict(form.form_values())
+    fields["q"] = COUNT_CONTACTS
+    ran = http.post(urljoin(running.url + "/", form.action), data=fields)
+    assert ran.status_code == 200
+    count = lxml.html.fromstring(ran.text).xpath("string(//*[@class='record-count'])")
+    assert int(count) == first.state.config.contact_count  # on the page's org, not the active
