@@ -66,10 +66,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['PORT'], timeout=4)"]
 # FORWARDED_ALLOW_IPS="": gunicorn believes no X-Forwarded-Proto, not even from 127.0.0.1 (its
-# default), as the app trusts no forwarded header (docs/security.md). A request taken for https
-# would meet Flask-WTF's strict Referer check, and the app sends Referrer-Policy: no-referrer, so
-# every form (log out, query, step-by-step) would answer 400. The app needs no forwarded header:
-# its callback URL is SF_REDIRECT_URI, its redirects are relative, its cookies Secure by that URL.
+# default), as the app trusts no forwarded header (docs/security.md). The app needs none: its
+# callback URL is SF_REDIRECT_URI, its redirects are relative, its cookies Secure by that URL.
 # gunicorn listens on 0.0.0.0:$PORT (its own default when PORT is set); GUNICORN_CMD_ARGS can
 # add to or replace these flags (e.g. "--bind 127.0.0.1:8080" when the container shares the host's
 # network). Request lines up to 8 KB: the app puts at most 2,000 characters of SOQL in a URL.

@@ -596,7 +596,7 @@ def test_security_headers_on_every_response(connected):
         assert "default-src 'self'" in policy
         assert "frame-ancestors 'none'" in policy
         assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
-        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["Referrer-Policy"] == "same-origin"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
     # No inline script or style anywhere in the pages: the policy could not allow them.
     for response in responses[:4]:

@@ -101,7 +101,7 @@ def _assert_security_headers(response: requests.Response) -> None:
     assert directives.get("frame-ancestors") == ["'none'"], where
     assert directives.get("object-src") == ["'none'"], where
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, where
-    assert response.headers.get("Referrer-Policy") == "no-referrer", where
+    assert response.headers.get("Referrer-Policy") == "same-origin", where
     assert response.headers.get("X-Content-Type-Options") == "nosniff", where
     if response.headers.get("Content-Type", "").startswith("text/html") and response.text:
         page = lxml.html.fromstring(response.text)
