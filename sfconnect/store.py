@@ -268,10 +268,14 @@ class SealedRecords:
             return None
         version, ciphertext = found
         try:
-            document = json.loads(self._fernet.decrypt(ciphertext))
+            document = self._open(ciphertext)
         except (InvalidToken, ValueError):
             return None
         return Sealed(version, document) if isinstance(document, dict) else None
+
+    def _open(self, ciphertext: bytes) -> object:
+        """A record's document (InvalidToken or ValueError when it is not one); `_seal` undone."""
+        return json.loads(self._fernet.decrypt(ciphertext))
 
     def create(self, record_id: str, document: dict, ttl_s: int | None = None) -> None:
         """Write version 1 of a record (replacing any record of that id)."""

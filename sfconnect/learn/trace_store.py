@@ -15,9 +15,7 @@ import threading
 import zlib
 from collections.abc import Callable
 
-from cryptography.fernet import InvalidToken
-
-from sfconnect.store import RECORD_ID, Sealed, SealedRecords
+from sfconnect.store import SealedRecords
 
 LIMIT = 100  # entries kept per trace
 SHORT_BODY = 2048  # characters a body keeps once shortened for the budget
@@ -39,21 +37,13 @@ class CompressedRecords(SealedRecords):
     """Trace entries: their JSON compressed with zlib, then encrypted (encrypted bytes do not
     compress). Records written before compression are read as they are."""
 
-    def read(self, record_id: str | None) -> Sealed | None:
-        """The record, or None when absent, expired, malformed or unreadable with our key."""
-        if not record_id or not RECORD_ID.match(record_id):
-            return None
-        found = self.records.read(record_id)
-        if found is None:
-            return None
-        version, ciphertext = found
+    def _open(self, ciphertext: bytes) -> object:
+        plain = self._fernet.decrypt(ciphertext)
+        # zlib's header starts with "x"; a record written before compression with "{".
         try:
-            plain = self._fernet.decrypt(ciphertext)
-            # zlib's header starts with "x"; a record written before compression with "{".
-            document = json.loads(zlib.decompress(plain) if plain[:1] == b"x" else plain)
-        except (InvalidToken, ValueError, zlib.error):
-            return None
-        return Sealed(version, document) if isinstance(document, dict) else None
+            return json.loads(zlib.decompress(plain) if plain[:1] == b"x" else plain)
+        except zlib.error:
+            raise ValueError("not a zlib stream") from None
 
     def create(self, record_id: str, document: dict, ttl_s: int | None = None) -> int:
         """Write version 1 of a record (replacing any record of that id); the bytes stored."""
