@@ -42,8 +42,10 @@ def test_copy_puts_the_exact_snippet_on_the_clipboard(page, start_app, local_org
         assert "$SF_CODE" in shown or "SF_CODE" in shown
         assert _copy_and_read(page, snippet) == shown, key
 
+    # The query's own SOAP request (the form's describe lookups are SOAP requests too).
     soap = page.locator("li.trace-entry", has=page.locator("h2.trace-step",
-                                                           has_text="SOAP request")).last
+                                                           has_text="SOAP request")).filter(
+        has_text=SOQL).last
     soap.locator("details.copy-as > summary").click()
     zeep = soap.locator("div.copy-as-snippet[data-copy-key='zeep']")
     copied = _copy_and_read(page, zeep)
