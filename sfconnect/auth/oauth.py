@@ -335,13 +335,14 @@ def callback():  # noqa: ANN201
     try:
         tokens = check_openid(client.login_host.url, token, tokens, authorization.get("nonce"))
         who = identity.fetch_identity(ext.identity_http(), tokens)
+        # Kept in a token record here: should the store refuse it, the tokens are revoked below.
+        return signed_in(client.login_host.url, tokens, who)
     except oidc.IdTokenRefused as refused:
         return refuse_sign_in(tokens, refused)
     except Exception:
         # Tokens the app will not keep are revoked, so none is left alive unaccounted for.
         ext.tokens().revoke_tokens(tokens)
         raise
-    return signed_in(client.login_host.url, tokens, who)
 
 
 def check_openid(login_url: str, token: Mapping[str, object], tokens: TokenSet,

@@ -6,6 +6,7 @@ refresh_token grant."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 import time
 from urllib.parse import urljoin
@@ -15,7 +16,14 @@ import pytest
 import requests
 
 from sfconnect.auth.expiry import TOUCH_EVERY_S, ExpirySweeper
-from tests.helpers.flow import connection_of, logout_csrf, sign_in, sign_in_at, token_set
+from tests.helpers.flow import (
+    connection_of,
+    logout_csrf,
+    sign_in,
+    sign_in_at,
+    start_login,
+    token_set,
+)
 from tests.helpers.org import ZOE, counters
 from tests.helpers.revocation import (
     assert_alive,
@@ -290,3 +298,19 @@ def test_a_response_sets_off_the_sweep_once_a_minute_per_process(connect_to, fre
     assert requests.get(running.url + "/healthz").status_code == 200  # any response will do
     assert sweeper.done.wait(30) and sweeper.swept == [0, 1]
     assert_dead(fresh_org, running.client, tokens)
+
+
+def test_a_sign_in_whose_token_record_cannot_be_written_revokes_its_tokens(start_app, fresh_org):
+    """The code was exchanged, but the store refuses the token record (its folder is gone): the
+    sign-in fails with a page, and the tokens just issued are revoked, not left alive."""
+    running = start_app(fresh_org)
+    http = requests.Session()
+    answer = sign_in_at(http, start_login(http, running.url), follow=False)
+    folder = running.app.extensions["sfconnect.tokens"].vault.records.records.directory
+    shutil.rmtree(folder)
+    folder.write_text("not a folder any more")
+    revoked = counters(fresh_org).get("revoke", 0)
+    landed = http.get(answer.headers["Location"], allow_redirects=False)
+    assert landed.status_code >= 500 and "Traceback" not in landed.text
+    assert counters(fresh_org).get("revoke", 0) == revoked + 2  # refresh, then access token
+    assert "Not connected" in http.get(running.url + "/").text
