@@ -3,12 +3,14 @@ installed in a fresh virtual environment from its requirements.txt (PyPI), run, 
 the local org's login and consent pages, queried, and refreshed after INVALID_SESSION_ID."""
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -121,6 +123,9 @@ def test_the_starter_installs_signs_in_queries_and_refreshes(start_app, fresh_or
         authorize_url = to_org.headers["Location"]
         assert authorize_url.startswith(f"{fresh_org.url}/services/oauth2/authorize?")
         assert "code_challenge_method=S256" in authorize_url and "state=" in authorize_url
+        # The PKCE verifier waits on the server: the browser's (signed, readable) cookie holds
+        # only the key of the sign-in under way.
+        assert "code_verifier" not in _cookie_text(browser.cookies.get("session", ""))
         assert login(browser, authorize_url).status_code == 303
         consent = browser.get(authorize_url, allow_redirects=False)
         back = browser.post(authorize_url, data={"_csrf": csrf_of(consent.text),
@@ -148,3 +153,12 @@ def test_the_starter_installs_signs_in_queries_and_refreshes(start_app, fresh_or
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _cookie_text(cookie: str) -> str:
+    """What Flask's signed session cookie says: its payload, base64 (zlib when it starts with
+    a dot), readable by anyone who holds the cookie."""
+    compressed = cookie.startswith(".")
+    payload = cookie.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    return (zlib.decompress(raw) if compressed else raw).decode()

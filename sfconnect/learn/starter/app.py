@@ -31,7 +31,26 @@ WSDL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "partner.wsdl")
 
 app = Flask(__name__)
 app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
-oauth = OAuth(app)
+
+
+class ServerSide:
+    """Authlib keeps each sign-in's PKCE verifier (and nonce) here, on the server: Flask's own
+    session is a signed cookie the browser can read, so it holds only their key."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def set(self, key: str, value: str, timeout: int | None = None) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+oauth = OAuth(app, cache=ServerSide())
 oauth.register(  # Authlib sends a one-time state and a PKCE S256 challenge, and checks the state
     "salesforce", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
     authorize_url=f"{LOGIN_URL}/services/oauth2/authorize",
