@@ -304,3 +304,20 @@ def test_a_page_made_for_one_org_keeps_its_form_and_suggestions_on_it(two_orgs):
     assert ran.status_code == 200
     count = lxml.html.fromstring(ran.text).xpath("string(//*[@class='record-count'])")
     assert int(count) == first.state.config.contact_count  # on the page's org, not the active
+
+
+def test_a_connection_revoked_at_its_org_is_dropped_alone(two_orgs):
+    """Salesforce revoked the second org's grant (an admin, or the user elsewhere): its next call
+    fails to refresh, that connection is dropped with a message, and the first org's stays, now
+    active."""
+    running, first, second = two_orgs
+    http = connect_both(running)
+    revoked = token_set(running, http)  # the second org's, active
+    requests.post(f"{second.url}/services/oauth2/revoke", data={"token": revoked.refresh_token},
+                  timeout=10).raise_for_status()
+    page = http.get(f"{running.url}/query", params={"q": COUNT_CONTACTS})
+    assert page.url.startswith(running.url + "/") and "record-count" not in page.text
+    assert "Connect" in page.text
+    listed = orgs_json(running, http)
+    assert [(c["username"], c["active"]) for c in listed] == [(ADMIN[0], True)]
+    assert record_count(running, http) == first.state.config.contact_count
