@@ -57,14 +57,16 @@ def fresh_org() -> Iterator[LocalOrg]:
 
 @pytest.fixture
 def start_app(tmp_path) -> Iterator[Callable[..., RunningApp]]:
-    """Start sfconnect against a local org: `start_app(org, **setting_overrides)`."""
+    """Start sfconnect against a local org: `start_app(org, **setting_overrides)`; with
+    `tls=True` the app itself speaks https (its certificate: `running.server.certificate`)."""
     import sfconnect
 
     started: list[RunningServer] = []
 
-    def start(org: LocalOrg, client_fields: dict | None = None, **overrides) -> RunningApp:
+    def start(org: LocalOrg, client_fields: dict | None = None, tls: bool = False,
+              **overrides) -> RunningApp:
         holder = LateApp()
-        server = serve_in_thread(holder)
+        server = serve_in_thread(holder, tls=tls)
         started.append(server)
         redirect_uri = f"{server.url}/oauth/callback"
         client = org.register(redirect_uri, **(client_fields or {}))

@@ -4,14 +4,11 @@ must let the browser send it for its own pages (Referrer-Policy: same-origin) wh
 still get no Referer at all."""
 from __future__ import annotations
 
-import secrets
 import urllib.parse
 
 import pytest
 from playwright.sync_api import expect
 
-from devorg import serve_in_thread
-from tests.helpers.app import LateApp
 from tests.helpers.browser import watch_accessibility
 from tests.helpers.org import ADMIN
 
@@ -19,20 +16,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def https_app(fresh_org, tmp_path):
-    import sfconnect
-
-    holder = LateApp()
-    server = serve_in_thread(holder, host="127.0.0.1", tls=True)
-    redirect_uri = f"{server.url}/oauth/callback"
-    client = fresh_org.register(redirect_uri)
-    holder.target = sfconnect.create_app({
-        "ENV": "testing", "SECRET_KEY": secrets.token_hex(32), "SF_LOGIN_URL": fresh_org.url,
-        "SF_CLIENT_ID": client.client_id, "SF_CLIENT_SECRET": client.client_secret,
-        "SF_REDIRECT_URI": redirect_uri, "SESSION_TYPE": "filesystem",
-        "SESSION_FILE_DIR": str(tmp_path / "sessions")})
-    yield server
-    server.shutdown()
+def https_app(start_app, fresh_org):
+    """The app served over https (a self-signed certificate for 127.0.0.1)."""
+    return start_app(fresh_org, tls=True).server
 
 
 def test_forms_work_when_the_app_itself_speaks_https(browser, https_app, fresh_org):
