@@ -17,7 +17,7 @@ from lxml import etree
 from sfconnect import ext, redaction
 from sfconnect.auth import oidc
 from sfconnect.auth.connection import current_connection
-from sfconnect.auth.tokens import TokenSet
+from sfconnect.auth.tokens import StoredTokens
 from sfconnect.errors import NotConnected
 from sfconnect.learn import trace
 
@@ -140,11 +140,14 @@ def _openid_steps() -> int:
     return 2 if oidc.has_openid(ext.settings().scopes) else 0
 
 
-def _paused_tokens(data: dict) -> TokenSet:
-    stored = ext.tokens().vault.load(str(data.get("token_record") or ""))
+def paused_record(data: dict) -> tuple[str, StoredTokens]:
+    """The token record a paused sign-in keeps: its id, and its version and tokens. StaleStep
+    when it is gone (dropped with the step, or swept)."""
+    record_id = str(data.get("token_record") or "")
+    stored = ext.tokens().vault.load(record_id)
     if stored is None:
         raise StaleStep()
-    return stored.tokens
+    return record_id, stored
 
 
 def _jwks_page(step_id: str, data: dict) -> StepPage:
@@ -182,7 +185,7 @@ def _jwks_page(step_id: str, data: dict) -> StepPage:
 
 
 def _userinfo_page(step_id: str, data: dict) -> StepPage:
-    tokens = _paused_tokens(data)
+    tokens = paused_record(data)[1].tokens
     endpoint = ext.oidc().metadata(str(data["login"]))["userinfo_endpoint"]
     bearer = redaction.mask_header("Authorization", f"Bearer {tokens.access_token}")
     return StepPage(
@@ -246,7 +249,7 @@ def _token_page(step_id: str, data: dict) -> StepPage:
 
 
 def _identity_page(step_id: str, data: dict) -> StepPage:
-    tokens = _paused_tokens(data)
+    tokens = paused_record(data)[1].tokens
     bearer = redaction.mask_header("Authorization", f"Bearer {tokens.access_token}")
     received = [Row("access_token", redaction.mask(tokens.access_token),
                     "The session: sent as Bearer to the identity service and as the SOAP "

@@ -51,7 +51,7 @@ from sfconnect import ext, hooks
 from sfconnect.auth import identity, oauth, oidc
 from sfconnect.auth.tokens import TokenSet, verify_signature
 from sfconnect.errors import NotConnected
-from sfconnect.learn.step_pages import StaleStep, describe
+from sfconnect.learn.step_pages import StaleStep, describe, paused_record
 from sfconnect.settings import Settings
 from sfconnect.store import Conflict, SealedRecords
 
@@ -323,15 +323,6 @@ def _continue_token_request(data: dict) -> ResponseReturnValue:
     return redirect(url_for("steps.show"), code=303)
 
 
-def _paused_tokens(data: dict) -> tuple[str, TokenSet]:
-    """The token record a paused sign-in keeps, and its tokens; StaleStep when it is gone."""
-    record_id = str(data.get("token_record") or "")
-    stored = ext.tokens().vault.load(record_id)
-    if stored is None:
-        raise StaleStep()
-    return record_id, stored.tokens
-
-
 def _refuse(record_id: str, tokens: TokenSet, refused: oidc.IdTokenRefused
             ) -> ResponseReturnValue:
     """A failed check at a paused sign-in: its tokens revoked, its record gone, the page."""
@@ -343,7 +334,8 @@ def _refuse(record_id: str, tokens: TokenSet, refused: oidc.IdTokenRefused
 def _continue_jwks(data: dict) -> ResponseReturnValue:
     """Step-by-step mode with openid, Continue on the key set: fetch the discovery document and
     the JWKS, check the id_token, and pause again before userinfo."""
-    record_id, tokens = _paused_tokens(data)
+    record_id, stored = paused_record(data)
+    tokens = stored.tokens
     login = str(data["login"])
     token = {"id_token": data.get("id_token"), "access_token": tokens.access_token}
     try:
@@ -361,21 +353,19 @@ def _continue_jwks(data: dict) -> ResponseReturnValue:
 def _continue_userinfo(data: dict) -> ResponseReturnValue:
     """Step-by-step mode with openid, Continue on userinfo: its sub must be the id_token's; then
     the tokens are kept with the sign-in's iss, aud and sub, and the identity call is next."""
-    record_id, tokens = _paused_tokens(data)
+    record_id, stored = paused_record(data)
     login = str(data["login"])
     service = ext.tokens()
     try:
-        ext.oidc().check_userinfo(login, tokens.access_token, str(data["sub"]))
+        ext.oidc().check_userinfo(login, stored.tokens.access_token, str(data["sub"]))
     except oidc.IdTokenRefused as refused:
-        return _refuse(record_id, tokens, refused)
+        return _refuse(record_id, stored.tokens, refused)
     except Exception:
         service.disconnect(record_id)
         raise
-    stored = service.vault.load(record_id)
-    if stored is None:
-        raise StaleStep()
-    service.vault.replace(record_id, stored.version,
-                          replace(stored.tokens, id_claims=dict(data["id_claims"])))
+    kept = replace(stored.tokens, id_claims=dict(data["id_claims"]))
+    if service.vault.replace(record_id, stored.version, kept) is None:
+        raise StaleStep()  # the paused sign-in was dropped meanwhile
     pause("identity", {"login": login, "token_record": record_id})
     return redirect(url_for("steps.show"), code=303)
 
@@ -383,10 +373,7 @@ def _continue_userinfo(data: dict) -> ResponseReturnValue:
 def _continue_identity_request(data: dict) -> ResponseReturnValue:
     """Step-by-step mode, Continue on the identity call: meet the user, finish signing in."""
     service = ext.tokens()
-    record_id = str(data.get("token_record") or "")
-    stored = service.vault.load(record_id)
-    if stored is None:
-        raise StaleStep()
+    record_id, stored = paused_record(data)
     try:
         who = identity.fetch_identity(ext.identity_http(), stored.tokens)
     except Exception:
