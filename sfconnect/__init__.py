@@ -20,7 +20,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from sfconnect import ext
 from sfconnect.auth import oauth as oauth_flow
-from sfconnect.auth.connection import active_connection
+from sfconnect.auth.connection import MAX_CONNECTIONS, active_connection, all_connections
 from sfconnect.auth.oidc import OpenIDVerifier
 from sfconnect.auth.tokens import TokenService, TokenVault
 from sfconnect.auth.trust import MY_DOMAIN_SUFFIXES, TrustPolicy
@@ -190,7 +190,8 @@ def _page_context() -> dict[str, object]:
     """What every page shows in its header: the app's name and who is connected (the active
     connection; a page made for another one says so itself)."""
     settings = ext.settings()
-    return {"connection": active_connection(), "login_hosts": settings.login_hosts,
+    return {"connection": active_connection(), "connections": all_connections(),
+            "max_connections": MAX_CONNECTIONS, "login_hosts": settings.login_hosts,
             "learning": settings.learning}
 
 

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 from flask import has_request_context, redirect, request, session, url_for
 
 from sfconnect import ext, hooks
 from sfconnect.errors import NotConnected, UnknownConnection
+from sfconnect.settings import SANDBOX_HOST
 
 if TYPE_CHECKING:
     from sfconnect.auth.tokens import TokenService, TokenSet
@@ -65,7 +67,7 @@ class Connection:
     @property
     def org_label(self) -> str:
         """What the header calls the org: its instance's host, and sandbox or production."""
-        host = self.instance_url.split("://", 1)[-1]
+        host = urlsplit(self.instance_url).netloc
         return f"{host} ({'sandbox' if self.is_sandbox else 'production'})"
 
     @classmethod
@@ -99,9 +101,8 @@ def connection_key(organization_id: str, user_id: str) -> str:
 def is_sandbox(login_url: str, instance_url: str) -> bool:
     """Whether a sign-in was to a sandbox: at test.salesforce.com, or an org under a sandbox
     My Domain (acme--dev.sandbox.my.salesforce.com)."""
-    hosts = (login_url.split("://", 1)[-1], instance_url.split("://", 1)[-1])
-    return hosts[0].startswith("test.salesforce.com") or any(
-        ".sandbox.my.salesforce" in host for host in hosts)
+    hosts = (urlsplit(login_url).hostname or "", urlsplit(instance_url).hostname or "")
+    return hosts[0] == SANDBOX_HOST or any(".sandbox.my.salesforce" in host for host in hosts)
 
 
 def active_connection() -> Connection | None:
@@ -150,8 +151,9 @@ def keep_connection(connection: Connection) -> list[Connection]:
     revoke: the same user in the same org connected before (with another token record), and,
     past MAX_CONNECTIONS, the one used longest ago."""
     connection = replace(connection, used_at=time.time())
-    kept = [c for c in all_connections() if c.key != connection.key]
-    displaced = [c for c in all_connections() if c.key == connection.key
+    before = all_connections()
+    kept = [c for c in before if c.key != connection.key]
+    displaced = [c for c in before if c.key == connection.key
                  and c.token_record != connection.token_record]
     while len(kept) >= MAX_CONNECTIONS:
         oldest = min(kept, key=lambda c: c.used_at)

@@ -87,12 +87,7 @@ def on_unknown_connection(error: UnknownConnection):  # noqa: ANN201
     return error_page(404, "UNKNOWN_ORG", message, "That org is no longer connected")
 
 
-def _context() -> dict[str, object]:
-    return {"connections": all_connections(), "max_connections": MAX_CONNECTIONS}
-
-
 def init_app(app: Flask) -> None:
-    """The /orgs routes, the page for gone connections, and the header's list of connections."""
+    """The /orgs routes, and the page for gone connections."""
     app.register_blueprint(bp)
     app.register_error_handler(UnknownConnection, on_unknown_connection)
-    app.context_processor(_context)
