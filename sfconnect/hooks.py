@@ -9,9 +9,10 @@ them. With nothing attached (the learning features off) every hook is a no-op.
   (an export's queryMore batches); an observer may keep them short (`bulk_note()`).
 - `acting_for(key, label)`: the outbound exchanges made inside it, in this thread, use that
   connection's tokens (`acting()`), so an observer can label them with it.
-- Signals (blinker, as Flask's own): `signing_out` before logout clears the session and
-  `signed_out` after it; `checkpoint` when a worker thread of a streamed response has made
-  exchanges that should be kept now (the response may end before the worker's context does);
+- Signals (blinker, as Flask's own): `connected` when a sign-in has made a connection (key,
+  label); `signing_out` before logout clears the session and `signed_out` after it;
+  `checkpoint` when a worker thread of a streamed response has made exchanges that should be
+  kept now (the response may end before the worker's context does);
   `id_token_checked` after an id_token's checks (id_token, refresh, verdicts: check -> "passed",
   "failed", "absent" or "not checked") and `userinfo_checked` after userinfo's sub was compared
   (verdict), sent with `report`.
@@ -32,6 +33,7 @@ PauseHook = Callable[[str, Mapping[str, object]], "ResponseReturnValue | None"]
 _PAUSE_KEY = "sfconnect.pause"
 
 _signals = Namespace()
+connected = _signals.signal("connected")
 signing_out = _signals.signal("signing-out")
 signed_out = _signals.signal("signed-out")
 checkpoint = _signals.signal("checkpoint")

@@ -389,6 +389,7 @@ def signed_in(login_url: str, tokens: TokenSet, who: identity.Identity,  # noqa:
                   "disconnected and its tokens revoked.", "info")
         revoke_connection(displaced)
     session[TOUCHED_KEY] = time.time()
+    hooks.report(hooks.connected, key=connection.key, label=connection.label)
     soql = session.pop("pending_soql", None)
     # A new session id at sign-in: an id planted before it (session fixation) is now worthless.
     current_app.session_interface.regenerate(session)

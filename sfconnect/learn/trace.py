@@ -35,7 +35,6 @@ from flask import Flask, Response, current_app, g, has_request_context, request,
 
 from sfconnect import ext, hooks, redaction
 from sfconnect.auth import oidc
-from sfconnect.auth.connection import active_connection
 from sfconnect.auth.tokens import SignatureMismatch, verify_signature
 from sfconnect.http import observe_exchanges
 from sfconnect.learn.trace_store import CompressedRecords, TraceStore
@@ -463,8 +462,6 @@ def current_trace() -> dict:
 
 def _before() -> None:
     g.trace_id_at_start = session.get(SESSION_KEY)
-    active = active_connection()
-    g.trace_active_record = active.token_record if active else None
     if request.endpoint != "oauth.callback":
         return
     settings = ext.settings()
@@ -487,13 +484,6 @@ def _after(response: Response) -> Response:
                         time_ms=round((time.time() - callback["started"]) * 1000, 1),
                         response_headers=redaction.mask_headers(
                             [(k, v) for k, v in response.headers.items() if k == "Location"]))
-    signed_in = active_connection()
-    if signed_in is not None and signed_in.token_record != g.get("trace_active_record"):
-        # A sign-in finished in this request: who signed in is known only now, and the
-        # exchanges that made the connection (code, id_token, identity) are its own.
-        for entry in entries:
-            entry.setdefault("connection", signed_in.key)
-            entry.setdefault("connection_label", signed_in.label)
     # Connect's redirect, or in step-by-step mode the authorize step's Continue.
     redirects_to_salesforce = request.endpoint in ("oauth.login", "steps.authorize")
     if redirects_to_salesforce and response.status_code in (302, 303):
@@ -594,9 +584,19 @@ def init_app(app: Flask, settings: Settings) -> TraceStore:
     app.teardown_request(_teardown)
     observe_exchanges(observe)
     hooks.checkpoint.connect(_on_checkpoint, app)
+    hooks.connected.connect(_on_connected, app)
     hooks.id_token_checked.connect(_on_id_token_checked, app)
     hooks.userinfo_checked.connect(_on_userinfo_checked, app)
     return store
+
+
+def _on_connected(_app: Flask, key: str, label: str) -> None:
+    """A sign-in finished in this request: who signed in is known only now, and the exchanges
+    that made the connection (code, id_token, identity) are its own."""
+    if has_request_context():
+        for entry in _buffer():
+            entry.setdefault("connection", key)
+            entry.setdefault("connection_label", label)
 
 
 def _on_checkpoint(_app: Flask) -> None:
