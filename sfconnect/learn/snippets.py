@@ -123,10 +123,6 @@ class Snippet:
 
 # ------------------------------------------------------------------------- reading an entry
 
-def _is_masked(value: str) -> bool:
-    return value == "[hidden]" or "…" in value or (bool(value) and set(value) == {"*"})
-
-
 def env_for(name: str, value: str) -> str | None:
     """The environment variable for parameter `name` holding `value` (masked or not), or None
     when it is no secret. Revoke's `token` is the access token when it looks like one (the org

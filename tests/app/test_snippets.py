@@ -437,3 +437,12 @@ def test_soql_that_shells_and_string_literals_would_break_is_copied_exactly(conn
     assert answer.status == 200, answer.out
     assert [r["Id"] for r in json.loads(answer.body)["records"]] == \
         [r["Id"] for r in json.loads(rest.response_body)["records"]]
+
+
+def test_every_parameter_the_trace_masks_has_its_environment_variable():
+    """A secret the trace masks or hides is written as an environment variable in the code, never
+    as its masked text: every such parameter (sfconnect.redaction) has one."""
+    from sfconnect import redaction
+    from sfconnect.learn.snippets import env_for
+
+    assert [name for name in redaction.SECRET_PARAMS if env_for(name, "x") is None] == []
